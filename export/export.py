@@ -1,0 +1,164 @@
+"""Stage `export`: the trained network as a validated ONNX file the service can serve.
+
+Run as `python -m export.export`. Checks, each fatal:
+1. `onnx.checker` full check of the written file;
+2. onnxruntime against torch on real test tiles: probabilities and masks agree;
+3. the test split scored through the service's own Segmenter on the ONNX file matches
+   the `evaluate` stage's Dice: the number in the metrics is the number the API delivers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch.export import Dim
+
+from service.segmenter import INPUT_NAME, OUTPUT_NAME, Segmenter, prepare
+from training.checkpoint import Trained, load_checkpoint
+from training.dataset import load_tiles
+from training.evaluate import REPORT_DIR
+from training.model import Probability
+from training.params import load_params
+from training.scoring import predict_tiles, score_tiles, summarise, torch_segmenter
+
+MODEL_PATH = Path("models/segmenter.onnx")
+EXPORT_METRICS = Path("reports/export.json")
+OPSET = 20
+
+
+class ExportCheckFailed(RuntimeError):
+    """The exported file does not behave like the trained network."""
+
+
+def main() -> None:
+    try:
+        export(load_params())
+    except ExportCheckFailed as failure:
+        MODEL_PATH.unlink(missing_ok=True)
+        sys.exit(f"error: export check failed: {failure}")
+
+
+def export(params: dict[str, Any]) -> dict:
+    """Write the ONNX file, validate it, and write the export metrics."""
+    limits = params["export"]
+    trained = load_checkpoint()
+    reference = torch_segmenter(
+        trained.net, trained.policy, trained.threshold, params["postprocess"]["min_area"]
+    )
+    evaluated = json.loads((REPORT_DIR / "metrics.json").read_text())
+    tiles = load_tiles("test")
+
+    write_onnx(trained, reference, params, evaluated, MODEL_PATH)
+    onnx.checker.check_model(str(MODEL_PATH), full_check=True)
+    served = Segmenter.from_onnx(MODEL_PATH, providers=["CPUExecutionProvider"])
+
+    parity = check_parity(reference, served, tiles[: limits["parity_images"]], limits)
+    probabilities = predict_tiles(served, tiles)
+    service_metrics = summarise(score_tiles(served, tiles, probabilities))
+    gap = abs(service_metrics["dice_defect"] - evaluated["dice_defect"])
+    if gap > limits["max_dice_gap"]:
+        raise ExportCheckFailed(
+            f"service-path Dice {service_metrics['dice_defect']} differs from evaluate's "
+            f"{evaluated['dice_defect']} by {gap:.4f} (> {limits['max_dice_gap']})"
+        )
+    metrics = {
+        "parity": parity,
+        "service_dice_defect": service_metrics["dice_defect"],
+        "service_dice_all": service_metrics["dice_all"],
+        "dice_gap": round(gap, 4),
+        "file_mb": round(MODEL_PATH.stat().st_size / 2**20, 3),
+        "sha256": hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest(),
+        "latency_ms_median": latency_ms(served, tiles[: limits["parity_images"]]),
+    }
+    EXPORT_METRICS.parent.mkdir(parents=True, exist_ok=True)
+    EXPORT_METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def write_onnx(
+    trained: Trained, reference: Segmenter, params: dict, evaluated: dict, path: Path
+) -> None:
+    """Export uint8 [N,1,H,W] -> probability [N,1,H,W] with the metadata the service reads."""
+    model = Probability(trained.net).eval()
+    stride = reference.policy.stride
+    example = torch.zeros((1, 1, 2 * stride, 3 * stride), dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes={"image": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=False,
+    )
+    proto = onnx.load(str(path))
+    _name_dynamic_dims(proto)
+    version = f"{params['model']['arch']}-{evaluated['dice_defect']:.3f}"
+    metadata = {
+        "model_version": version,
+        "input_policy": reference.policy.to_json(),
+        "threshold": str(reference.threshold),
+        "min_area": str(reference.min_area),
+        "training_params": json.dumps({k: params[k] for k in ("model", "train", "split")}),
+        "test_metrics": json.dumps(evaluated),
+    }
+    onnx.helper.set_model_props(proto, metadata)
+    proto.doc_string = "Magnetic tile defect segmentation: uint8 grayscale in, probability out."
+    onnx.save(proto, str(path))
+
+
+def check_parity(reference: Segmenter, served: Segmenter, tiles: list, limits: dict) -> dict:
+    """onnxruntime and torch on the same prepared real tiles: largest probability gap and
+    the share of pixels whose mask agrees."""
+    worst, agree, total = 0.0, 0, 0
+    for tile in tiles:
+        batch, _ = prepare(tile.image, reference.policy)
+        expected, actual = reference.runner(batch), served.runner(batch)
+        worst = max(worst, float(np.abs(expected - actual).max()))
+        agree += int(((expected >= reference.threshold) == (actual >= served.threshold)).sum())
+        total += expected.size
+    agreement = agree / total
+    if worst > limits["max_abs_diff"] or agreement < limits["min_mask_agreement"]:
+        raise ExportCheckFailed(
+            f"onnxruntime differs from torch on {len(tiles)} test tiles: max abs difference "
+            f"{worst:.2e} (limit {limits['max_abs_diff']}), mask agreement {agreement:.5f} "
+            f"(limit {limits['min_mask_agreement']})"
+        )
+    return {"images": len(tiles), "max_abs_diff": worst, "mask_agreement": round(agreement, 6)}
+
+
+def latency_ms(segmenter: Segmenter, tiles: list) -> float:
+    """Median in-process predict time per tile, after one warm-up."""
+    segmenter.predict(tiles[0].image)
+    times = []
+    for tile in tiles:
+        started = time.perf_counter()
+        segmenter.predict(tile.image)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def _name_dynamic_dims(proto: onnx.ModelProto) -> None:
+    """The exporter names dynamic axes after its symbols; users read batch, height, width."""
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(dims, ("batch", None, "height", "width"), strict=True):
+            if name and dim.dim_param:
+                dim.dim_param = name
+
+
+if __name__ == "__main__":
+    main()

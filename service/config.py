@@ -1,0 +1,107 @@
+"""Service settings, read from environment variables in this one place.
+
+Every value is checked when the process starts, so a typo stops it with one sentence
+naming the variable instead of surfacing as an odd failure under load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "segmenter.onnx"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path = DEFAULT_MODEL_PATH
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 10_000_000
+    max_image_pixels: int = 25_000_000
+    # None lets the Segmenter choose: CUDA when onnxruntime-gpu sees a GPU, else CPU.
+    ort_providers: tuple[str, ...] | None = None
+    inference_threads: int = 0
+    max_queue: int = 16
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Settings from `environ`; raises SettingsError with one sentence on a bad value."""
+        defaults = cls()
+        return cls(
+            model_path=Path(environ.get("MODEL_PATH") or defaults.model_path),
+            host=environ.get("HOST") or defaults.host,
+            port=_integer(environ, "PORT", defaults.port, minimum=1, maximum=65535),
+            max_body_bytes=_integer(environ, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1),
+            max_image_pixels=_integer(
+                environ, "MAX_IMAGE_PIXELS", defaults.max_image_pixels, minimum=1
+            ),
+            ort_providers=_providers(environ.get("ORT_PROVIDERS", "")),
+            inference_threads=_integer(
+                environ, "INFERENCE_THREADS", defaults.inference_threads, minimum=0
+            ),
+            max_queue=_integer(environ, "MAX_QUEUE", defaults.max_queue, minimum=1),
+            cors_origins=_origins(environ.get("CORS_ORIGINS", "")),
+            log_level=_log_level(environ.get("LOG_LEVEL") or defaults.log_level),
+        )
+
+
+def _integer(
+    environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        raise SettingsError(f"{name} must be a whole number {bounds}, got {text!r}.")
+    return value
+
+
+def _providers(text: str) -> tuple[str, ...] | None:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        return None
+    import onnxruntime  # imported here so that reading settings stays cheap without it
+
+    available = onnxruntime.get_available_providers()
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise SettingsError(
+            f"ORT_PROVIDERS names {', '.join(missing)}, which this onnxruntime lacks; "
+            f"available: {', '.join(available)}."
+        )
+    return names
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(origin.strip() for origin in text.split(",") if origin.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        well_formed = parts.scheme in ("http", "https") and parts.netloc and not parts.path
+        if origin != "*" and not (well_formed and not parts.query and not parts.fragment):
+            raise SettingsError(
+                f"CORS_ORIGINS entries must be '*' or like 'https://example.com', got {origin!r}."
+            )
+    return origins
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {text!r}.")
+    return level

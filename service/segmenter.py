@@ -1,0 +1,211 @@
+"""Segment one grayscale tile photo with the exported model, at the photo's own size.
+
+The same `Segmenter` serves the API (with an onnxruntime runner) and scores the torch
+model in the pipeline's `evaluate` stage (with a torch runner), so the number in the
+metrics is the number the API delivers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probability"
+
+Runner = Callable[[np.ndarray], np.ndarray]
+"""Maps a uint8 batch [N, 1, H, W] to float32 defect probabilities of the same shape."""
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, unreadable or does not follow the ONNX contract."""
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """How a photo of any size becomes a network input.
+
+    Longer sides above `max_side` are scaled down first (memory grows with pixels);
+    then the image is padded by reflection to a multiple of `stride`, the network's
+    total downsampling, so a fully convolutional net sees the tile at native scale.
+    """
+
+    stride: int
+    max_side: int
+
+    def to_json(self) -> str:
+        return json.dumps({"mode": "pad", "stride": self.stride, "max_side": self.max_side})
+
+    @classmethod
+    def from_json(cls, text: str) -> InputPolicy:
+        raw = json.loads(text)
+        return cls(stride=int(raw["stride"]), max_side=int(raw["max_side"]))
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected defect region, in the input photo's pixel coordinates."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    area: int
+    mean_probability: float
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The answer for one photo: a mask of its size and what it says."""
+
+    probability: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    regions: list[Region] = field(default_factory=list)
+
+    @property
+    def defective(self) -> bool:
+        return bool(self.regions)
+
+    @property
+    def defect_fraction(self) -> float:
+        return float(np.count_nonzero(self.mask)) / self.mask.size
+
+    @property
+    def score(self) -> float:
+        """Image-level defect score in [0, 1]: the most confident pixel."""
+        return float(self.probability.max())
+
+
+class Segmenter:
+    """Turns a grayscale uint8 photo into a defect probability map and mask of its size."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        policy: InputPolicy,
+        threshold: float,
+        min_area: int,
+        metadata: Mapping[str, str] | None = None,
+        providers: Sequence[str] = (),
+    ) -> None:
+        self.runner = runner
+        self.policy = policy
+        self.threshold = threshold
+        self.min_area = min_area
+        self.metadata = dict(metadata or {})
+        self.providers = list(providers)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int = 0,
+    ) -> Segmenter:
+        """Load an exported model; raises ModelError with a sentence saying what is wrong."""
+        session = _open_session(Path(path), providers, intra_op_threads)
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        try:
+            policy = InputPolicy.from_json(metadata["input_policy"])
+            threshold = float(metadata["threshold"])
+            min_area = int(metadata["min_area"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise ModelError(
+                f"Model file {path} lacks valid metadata ({error!r}); "
+                "re-export it with the pipeline's export stage."
+            ) from None
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+        return cls(run, policy, threshold, min_area, metadata, session.get_providers())
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Defect probability (float32, [0, 1]) for each pixel of a 2-D uint8 image."""
+        if image.ndim != 2 or image.dtype != np.uint8 or image.size == 0:
+            raise ValueError("predict takes a non-empty 2-D uint8 grayscale image")
+        batch, size = prepare(image, self.policy)
+        probability = self.runner(batch)[0, 0]
+        return restore(probability, size, image.shape)
+
+    def segment(self, image: np.ndarray) -> Segmentation:
+        """Predict, threshold, and drop regions smaller than `min_area` pixels."""
+        return self.postprocess(self.predict(image))
+
+    def postprocess(self, probability: np.ndarray) -> Segmentation:
+        """Mask and regions from a probability map at the photo's size."""
+        binary = (probability >= self.threshold).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        sums = np.bincount(labels.ravel(), weights=probability.ravel(), minlength=count)
+        keep = stats[:, cv2.CC_STAT_AREA] >= self.min_area
+        keep[0] = False
+        mask = np.where(keep[labels], np.uint8(255), np.uint8(0))
+        regions = [
+            Region(*(int(v) for v in stats[label]), round(float(sums[label] / stats[label, 4]), 4))
+            for label in np.flatnonzero(keep)
+        ]
+        return Segmentation(probability, mask, self.threshold, regions)
+
+
+def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[int, int]]:
+    """Scale down past `max_side`, pad to the stride; returns the batch and the unpadded size."""
+    height, width = image.shape
+    scale = min(1.0, policy.max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    height, width = image.shape
+    padded = cv2.copyMakeBorder(
+        image, 0, -height % policy.stride, 0, -width % policy.stride, cv2.BORDER_REFLECT_101
+    )
+    return padded[np.newaxis, np.newaxis], (height, width)
+
+
+def restore(probability: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """Crop the padding away and scale back to the photo's own shape."""
+    cropped = probability[: size[0], : size[1]]
+    if cropped.shape != shape:
+        cropped = cv2.resize(cropped, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(cropped, dtype=np.float32)
+
+
+def _open_session(path: Path, providers: Sequence[str] | None, intra_op_threads: int):
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelError(
+            f"Model file {path} does not exist; set MODEL_PATH to an exported .onnx file."
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(
+            str(path), options, providers=list(providers or default_providers())
+        )
+    except Exception as error:  # onnxruntime raises several unrelated types for a bad file
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelError(
+            f"Model file {path} is not a loadable ONNX model ({first_line}); "
+            "re-export it or restore it with `git checkout models/segmenter.onnx`."
+        ) from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or inputs[0].type != "tensor(uint8)":
+        raise ModelError(f"Model file {path} must take one uint8 input named '{INPUT_NAME}'.")
+    if OUTPUT_NAME not in [o.name for o in outputs]:
+        raise ModelError(f"Model file {path} must have an output named '{OUTPUT_NAME}'.")
+    return session
+
+
+def default_providers() -> list[str]:
+    """CUDA when onnxruntime-gpu sees a GPU, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]

@@ -1,0 +1,53 @@
+"""A tiny ONNX model that obeys the service's contract, for tests run before training.
+
+It reads dark pixels as defects: probability = sigmoid((128 - mean3x3(image)) / 16). The
+graph is built with onnx.helper, so tests need neither torch nor a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_OPSET = 17
+
+
+def build_stand_in_model(path: str | Path, threshold: float = 0.5, stride: int = 16) -> Path:
+    """Write the stand-in model to `path` and return the path."""
+    box = numpy_helper.from_array(np.full((1, 1, 3, 3), 1 / 9, np.float32), "box")
+    offset = numpy_helper.from_array(np.array(128.0, np.float32), "offset")
+    scale = numpy_helper.from_array(np.array(1 / 16, np.float32), "scale")
+    nodes = [
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["pixels", "box"], ["smooth"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sub", ["offset", "smooth"], ["darkness"]),
+        helper.make_node("Mul", ["darkness", "scale"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["probability"]),
+    ]
+    dims = ["batch", 1, "height", "width"]
+    graph = helper.make_graph(
+        nodes,
+        "stand_in_segmenter",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, dims)],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, dims)],
+        initializer=[box, offset, scale],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
+    model.ir_version = 8  # readable by every onnxruntime the service supports
+    metadata = {
+        "input_policy": json.dumps({"mode": "pad", "stride": stride, "max_side": 1024}),
+        "threshold": str(threshold),
+        "min_area": "16",
+        "model_version": "stand-in",
+        "training_params": "{}",
+        "test_metrics": "{}",
+    }
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    path = Path(path)
+    onnx.save(model, path)
+    return path

@@ -1,0 +1,153 @@
+"""Tiles and masks from data_load's output, as training crops and as whole validation tiles."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from service.segmenter import InputPolicy, prepare
+
+RAW_DIR = Path("data/raw")
+MANIFEST = Path("data/manifest.csv")
+SPLIT = Path("data/split.json")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One photo with its binary mask (both uint8, mask 0/1)."""
+
+    id: str
+    label: str
+    image: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def is_defect_class(self) -> bool:
+        return self.label != "Free"
+
+
+def load_tiles(subset: str, raw_dir: Path = RAW_DIR, split_path: Path = SPLIT) -> list[Tile]:
+    """The tiles of one split ("train", "valid" or "test"), read into memory."""
+    ids = json.loads(split_path.read_text())[subset]
+    labels = _labels(raw_dir.parent / MANIFEST.name)
+    return [
+        Tile(
+            id=tile_id,
+            label=labels[tile_id],
+            image=cv2.imread(str(raw_dir / f"{tile_id}.jpg"), cv2.IMREAD_GRAYSCALE),
+            mask=(cv2.imread(str(raw_dir / f"{tile_id}.png"), cv2.IMREAD_GRAYSCALE) > 0).astype(
+                np.uint8
+            ),
+        )
+        for tile_id in ids
+    ]
+
+
+class TrainCrops(Dataset):
+    """Square crops at native resolution, drawn afresh for every sample.
+
+    Defect-free tiles are most of the data while defects cover a few percent of the
+    defect tiles, so crops are drawn with class-balanced weights and, for defect tiles,
+    mostly around a defect pixel.
+    """
+
+    def __init__(
+        self,
+        tiles: list[Tile],
+        crop_size: int,
+        defect_crop_fraction: float,
+        class_balance: float,
+        length: int,
+        seed: int,
+    ) -> None:
+        self.tiles = tiles
+        self.crop_size = crop_size
+        self.defect_crop_fraction = defect_crop_fraction
+        self.length = length
+        self.rng = np.random.default_rng(seed)
+        counts = {label: sum(t.label == label for t in tiles) for label in {t.label for t in tiles}}
+        weights = np.array([counts[t.label] ** -class_balance for t in tiles])
+        self.weights = weights / weights.sum()
+        self.defect_pixels = [np.argwhere(t.mask) for t in tiles]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        which = self.rng.choice(len(self.tiles), p=self.weights)
+        image, mask = self._crop(which)
+        image, mask = augment(image, mask, self.rng)
+        return torch.from_numpy(image[None].copy()), torch.from_numpy(mask[None].astype(np.float32))
+
+    def _crop(self, which: int) -> tuple[np.ndarray, np.ndarray]:
+        size, tile = self.crop_size, self.tiles[which]
+        image, mask = _pad_to(tile.image, size), _pad_to(tile.mask, size)
+        height, width = image.shape
+        defects = self.defect_pixels[which]
+        if len(defects) and self.rng.random() < self.defect_crop_fraction:
+            y, x = defects[self.rng.integers(len(defects))]
+            top = int(np.clip(y - self.rng.integers(size), 0, height - size))
+            left = int(np.clip(x - self.rng.integers(size), 0, width - size))
+        else:
+            top = int(self.rng.integers(height - size + 1))
+            left = int(self.rng.integers(width - size + 1))
+        window = np.s_[top : top + size, left : left + size]
+        return image[window], mask[window]
+
+
+class WholeTiles(Dataset):
+    """Whole tiles padded to the network stride exactly as the service pads them."""
+
+    def __init__(self, tiles: list[Tile], policy: InputPolicy) -> None:
+        self.tiles = tiles
+        self.policy = policy
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tile = self.tiles[index]
+        image, _ = prepare(tile.image, self.policy)
+        mask, _ = prepare(tile.mask, self.policy)
+        return torch.from_numpy(image[0]), torch.from_numpy(mask[0].astype(np.float32))
+
+
+def augment(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, quarter turns, and the brightness and contrast drift of a factory camera."""
+    if rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if rng.random() < 0.5:
+        image, mask = image[::-1], mask[::-1]
+    turns = int(rng.integers(4))
+    image, mask = np.rot90(image, turns), np.rot90(mask, turns)
+    contrast, brightness = rng.uniform(0.8, 1.25), rng.uniform(-20, 20)
+    mean = float(image.mean())
+    image = np.clip((image.astype(np.float32) - mean) * contrast + mean + brightness, 0, 255)
+    return image.astype(np.uint8), np.ascontiguousarray(mask)
+
+
+def pixel_stats(tiles: list[Tile]) -> tuple[float, float]:
+    """Mean and standard deviation of all pixels, for the network's input normalisation."""
+    values = np.concatenate([t.image.ravel() for t in tiles]).astype(np.float64)
+    return float(values.mean()), float(values.std())
+
+
+def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
+    height, width = array.shape
+    return cv2.copyMakeBorder(
+        array, 0, max(0, size - height), 0, max(0, size - width), cv2.BORDER_REFLECT_101
+    )
+
+
+def _labels(manifest: Path) -> dict[str, str]:
+    with manifest.open(newline="") as file:
+        return {row["image"]: row["class"] for row in csv.DictReader(file)}

@@ -1,0 +1,102 @@
+"""Stage `evaluate`: score the trained network on the test split at original resolution.
+
+Run as `python -m training.evaluate`. The tiles go through the service's own
+preprocessing and postprocessing (a Segmenter with a torch runner), uncropped.
+Writes metrics, ROC and per-class plot data, and overlay pictures for reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from service.segmenter import Segmenter
+from training.checkpoint import load_checkpoint
+from training.dataset import Tile, load_tiles
+from training.params import load_params
+from training.scoring import (
+    TileScore,
+    predict_tiles,
+    roc_points,
+    score_tiles,
+    summarise,
+    torch_segmenter,
+)
+
+REPORT_DIR = Path("reports/evaluate")
+
+
+def main() -> None:
+    evaluate(load_params())
+
+
+def evaluate(params: dict[str, Any]) -> dict:
+    """Write reports/evaluate/ and return the metrics."""
+    trained = load_checkpoint()
+    segmenter = torch_segmenter(
+        trained.net, trained.policy, trained.threshold, params["postprocess"]["min_area"]
+    )
+    tiles = load_tiles("test")
+    probabilities = predict_tiles(segmenter, tiles)
+    scores = score_tiles(segmenter, tiles, probabilities)
+    metrics = {"threshold": segmenter.threshold, **summarise(scores)}
+    write_reports(metrics, scores, tiles, probabilities, segmenter, params["evaluate"]["overlays"])
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def write_reports(
+    metrics: dict,
+    scores: list[TileScore],
+    tiles: list[Tile],
+    probabilities: list[np.ndarray],
+    segmenter: Segmenter,
+    overlays: int,
+) -> None:
+    """Metrics JSON, plot data for `dvc plots`, and input | truth | prediction pictures."""
+    plots = REPORT_DIR / "plots"
+    pictures = REPORT_DIR / "overlays"
+    for folder in (plots, pictures):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
+    (REPORT_DIR / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (plots / "roc.json").write_text(json.dumps(roc_points(scores), indent=1) + "\n")
+    per_class = [{"class": k, "dice": v} for k, v in metrics["per_class_dice"].items()]
+    (plots / "per_class_dice.json").write_text(json.dumps(per_class, indent=1) + "\n")
+    for index in _overlay_sample(tiles, overlays):
+        tile = tiles[index]
+        predicted = segmenter.postprocess(probabilities[index]).mask
+        name = tile.id.replace("/", "__")
+        cv2.imwrite(str(pictures / f"{name}.png"), triptych(tile.image, tile.mask, predicted))
+
+
+def triptych(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The photo, then the truth in green, then the prediction in red, side by side."""
+    photo = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    panels = [photo]
+    for mask, colour in ((truth, (0, 200, 0)), (predicted, (0, 0, 255))):
+        tinted = photo.copy()
+        tinted[mask > 0] = (0.4 * tinted[mask > 0] + 0.6 * np.array(colour)).astype(np.uint8)
+        panels.append(tinted)
+    gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
+
+
+def _overlay_sample(tiles: list[Tile], count: int) -> list[int]:
+    """A fixed sample: a few tiles of each class, spread evenly over the split."""
+    labels = sorted({t.label for t in tiles})
+    chosen: list[int] = []
+    for label in labels:
+        indices = [i for i, t in enumerate(tiles) if t.label == label]
+        per_class = max(1, count // len(labels))
+        chosen += indices[:: max(1, len(indices) // per_class)][:per_class]
+    return chosen[:count]
+
+
+if __name__ == "__main__":
+    main()

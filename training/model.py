@@ -1,0 +1,108 @@
+"""The segmentation networks, and the wrapper that turns one into the served graph.
+
+Every network here takes the raw uint8 photo: normalisation is the first layer, so the
+exported ONNX graph carries it and the service cannot drift from training.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def build_net(model_params: dict[str, Any], mean: float, std: float) -> nn.Module:
+    """The network named by params.yaml's `model` section, mapping uint8 [N,1,H,W] to logits."""
+    arch = model_params["arch"]
+    if arch == "compact_unet":
+        body = CompactUNet(width=model_params["width"], depth=model_params["depth"])
+    elif arch == "resnet34":
+        body = resnet34_unet(pretrained=model_params["pretrained"])
+    else:
+        raise ValueError(
+            f"Unknown model.arch {arch!r} in params.yaml; use compact_unet or resnet34."
+        )
+    return nn.Sequential(Normalise(mean, std), body)
+
+
+def stride_of(model_params: dict[str, Any]) -> int:
+    """Total downsampling of the network: inputs must be padded to a multiple of it."""
+    return 2 ** model_params["depth"] if model_params["arch"] == "compact_unet" else 32
+
+
+class Normalise(nn.Module):
+    """uint8 pixels to zero-mean, unit-variance floats, with the training set's statistics."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (image.float() - self.mean) / self.std
+
+
+class Probability(nn.Module):
+    """The served graph: uint8 photo in, defect probability out (the ONNX contract)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(image))
+
+
+class CompactUNet(nn.Module):
+    """A U-Net small enough to train from scratch on a laptop CPU at full tile resolution.
+
+    Bilinear upsampling instead of transposed convolutions avoids checkerboard artefacts
+    and costs no parameters.
+    """
+
+    def __init__(self, width: int, depth: int) -> None:
+        super().__init__()
+        widths = [width * 2**level for level in range(depth + 1)]
+        self.stem = ConvBlock(1, widths[0])
+        self.down = nn.ModuleList(ConvBlock(a, b) for a, b in itertools.pairwise(widths))
+        self.up = nn.ModuleList(ConvBlock(b + a, a) for a, b in itertools.pairwise(widths))
+        self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(F.max_pool2d(skips[-1], 2)))
+        x = skips.pop()
+        for block in reversed(self.up):
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions, each with batch norm and ReLU."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__(
+            nn.Conv2d(n_in, n_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(n_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n_out, n_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(n_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+def resnet34_unet(pretrained: bool) -> nn.Module:
+    """fastai's DynamicUnet on a resnet34 encoder, as `unet_learner` builds it."""
+    from fastai.vision.learner import create_body
+    from fastai.vision.models.unet import DynamicUnet
+    from torchvision.models import resnet34
+
+    weights = "IMAGENET1K_V1" if pretrained else None
+    body = create_body(resnet34(weights=weights), n_in=1, pretrained=pretrained)
+    return DynamicUnet(body, n_out=1, img_size=(224, 224))

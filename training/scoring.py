@@ -1,0 +1,152 @@
+"""Score a Segmenter on whole tiles at their original resolution.
+
+`evaluate` runs this with the torch model and `export` with the ONNX file, through the
+same service code, so the two numbers can be compared directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from service.segmenter import InputPolicy, Segmenter
+from training.dataset import Tile
+from training.model import Probability
+
+
+@dataclass(frozen=True)
+class TileScore:
+    """Pixel counts and the image-level decision for one tile."""
+
+    id: str
+    label: str
+    intersection: int
+    predicted: int
+    truth: int
+    pixels: int
+    score: float
+    flagged: bool
+
+    @property
+    def is_defect_class(self) -> bool:
+        return self.label != "Free"
+
+
+def torch_segmenter(
+    net: torch.nn.Module, policy: InputPolicy, threshold: float, min_area: int
+) -> Segmenter:
+    """A Segmenter that runs the torch network in place of the ONNX file."""
+    model = Probability(net).eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch)).numpy()
+
+    return Segmenter(run, policy, threshold, min_area)
+
+
+def predict_tiles(segmenter: Segmenter, tiles: Iterable[Tile]) -> list[np.ndarray]:
+    """Probability maps at each tile's own size."""
+    return [segmenter.predict(tile.image) for tile in tiles]
+
+
+def score_tiles(
+    segmenter: Segmenter, tiles: list[Tile], probabilities: list[np.ndarray]
+) -> list[TileScore]:
+    """Compare each tile's mask, as the service would answer it, with the truth."""
+    scores = []
+    for tile, probability in zip(tiles, probabilities, strict=True):
+        answer = segmenter.postprocess(probability)
+        predicted, truth = answer.mask > 0, tile.mask > 0
+        scores.append(
+            TileScore(
+                id=tile.id,
+                label=tile.label,
+                intersection=int(np.count_nonzero(predicted & truth)),
+                predicted=int(np.count_nonzero(predicted)),
+                truth=int(np.count_nonzero(truth)),
+                pixels=predicted.size,
+                score=answer.score,
+                flagged=answer.defective,
+            )
+        )
+    return scores
+
+
+def summarise(scores: list[TileScore]) -> dict:
+    """Pooled pixel metrics, per-class Dice and image-level detection metrics."""
+    defect = [s for s in scores if s.is_defect_class]
+    free = [s for s in scores if not s.is_defect_class]
+    truth = np.array([s.is_defect_class for s in scores])
+    flagged = np.array([s.flagged for s in scores])
+    true_positives = int(np.sum(truth & flagged))
+    precision = true_positives / max(1, int(flagged.sum()))
+    recall = true_positives / max(1, int(truth.sum()))
+    return {
+        "dice_defect": pooled_dice(defect),
+        "iou_defect": pooled_iou(defect),
+        "dice_all": pooled_dice(scores),
+        "iou_all": pooled_iou(scores),
+        "pixel_accuracy": pixel_accuracy(scores),
+        "per_class_dice": {
+            label: pooled_dice([s for s in scores if s.label == label])
+            for label in sorted({s.label for s in defect})
+        },
+        "detection": {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
+            "auroc": round(auroc(truth, np.array([s.score for s in scores])), 4),
+            "free_flagged_rate": round(float(np.mean([s.flagged for s in free])), 4)
+            if free
+            else 0.0,
+        },
+        "images": {"defect": len(defect), "free": len(free)},
+    }
+
+
+def pooled_dice(scores: list[TileScore]) -> float:
+    """2|P∩T| / (|P|+|T|) summed over all pixels of all tiles; 1.0 when both are empty."""
+    intersection = sum(s.intersection for s in scores)
+    total = sum(s.predicted + s.truth for s in scores)
+    return round(2 * intersection / total, 4) if total else 1.0
+
+
+def pooled_iou(scores: list[TileScore]) -> float:
+    intersection = sum(s.intersection for s in scores)
+    union = sum(s.predicted + s.truth - s.intersection for s in scores)
+    return round(intersection / union, 4) if union else 1.0
+
+
+def pixel_accuracy(scores: list[TileScore]) -> float:
+    wrong = sum(s.predicted + s.truth - 2 * s.intersection for s in scores)
+    return round(1 - wrong / sum(s.pixels for s in scores), 6)
+
+
+def auroc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum statistic, with ties counted half."""
+    positives, negatives = score[truth], score[~truth]
+    if not len(positives) or not len(negatives):
+        return float("nan")
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+
+
+def roc_points(scores: list[TileScore]) -> list[dict[str, float]]:
+    """False- and true-positive rates at every distinct image score, for the ROC plot."""
+    truth = np.array([s.is_defect_class for s in scores])
+    values = np.array([s.score for s in scores])
+    points = []
+    for threshold in np.unique(np.concatenate([[1.1], values]))[::-1]:
+        flagged = values >= threshold
+        points.append(
+            {
+                "fpr": round(float(np.mean(flagged[~truth])) if (~truth).any() else 0.0, 4),
+                "tpr": round(float(np.mean(flagged[truth])) if truth.any() else 0.0, 4),
+            }
+        )
+    return points

@@ -1,0 +1,145 @@
+"""Stage `train`: fit the network with a fastai Learner, then pick the threshold on validation.
+
+Run as `python -m training.train`; settings come from params.yaml (`model`, `train`,
+`postprocess`). Writes the checkpoint (weights only, loadable with weights_only=True),
+DVCLive's per-epoch curves and a small metrics file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from dvclive import Live
+from dvclive.fastai import DVCLiveCallback
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.learner import Learner, Metric
+from fastai.torch_core import default_device, set_seed
+from torch import nn
+
+from service.segmenter import InputPolicy
+from training.checkpoint import Trained, save_checkpoint
+from training.dataset import TrainCrops, WholeTiles, load_tiles, pixel_stats
+from training.model import build_net, stride_of
+from training.params import load_params
+from training.scoring import predict_tiles, score_tiles, summarise, torch_segmenter
+
+TRAIN_METRICS = Path("reports/train.json")
+LIVE_DIR = "dvclive"
+THRESHOLDS = np.round(np.arange(0.2, 0.85, 0.05), 2)
+MAX_FREE_FLAGGED = 0.05
+
+
+def main() -> None:
+    train(load_params())
+
+
+def train(params: dict[str, Any]) -> None:
+    """Fit, choose the threshold on the validation tiles, and save the checkpoint."""
+    started = time.monotonic()
+    hp, model_params = params["train"], params["model"]
+    set_seed(hp["seed"], reproducible=True)
+    train_tiles, valid_tiles = load_tiles("train"), load_tiles("valid")
+    mean, std = pixel_stats(train_tiles)
+    policy = InputPolicy(stride_of(model_params), model_params["max_side"])
+    crops = TrainCrops(
+        train_tiles,
+        crop_size=hp["crop_size"],
+        defect_crop_fraction=hp["defect_crop_fraction"],
+        class_balance=hp["class_balance"],
+        length=hp["samples_per_epoch"],
+        seed=hp["seed"],
+    )
+    dls = DataLoaders(
+        DataLoader(crops, bs=hp["batch_size"], drop_last=True),
+        DataLoader(WholeTiles(valid_tiles, policy), bs=1),
+        device=default_device(),
+    )
+    net = build_net(model_params, mean, std)
+    live = Live(LIVE_DIR, dvcyaml=False, save_dvc_exp=False)
+    learn = Learner(
+        dls,
+        net,
+        loss_func=BceDiceLoss(hp["dice_weight"]),
+        metrics=PooledDice(),
+        wd=hp["weight_decay"],
+        cbs=DVCLiveCallback(live=live),
+    )
+    learn.fit_one_cycle(hp["epochs"], hp["lr"])
+
+    net = net.cpu().eval()
+    threshold, valid_metrics = choose_threshold(
+        net, policy, valid_tiles, params["postprocess"]["min_area"]
+    )
+    save_checkpoint(Trained(net, model_params, threshold), mean, std)
+    TRAIN_METRICS.parent.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "threshold": threshold,
+        "valid": valid_metrics,
+        "train_minutes": round((time.monotonic() - started) / 60, 2),
+    }
+    TRAIN_METRICS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"threshold {threshold} chosen on validation: {json.dumps(valid_metrics)}")
+
+
+def choose_threshold(
+    net: nn.Module, policy: InputPolicy, tiles: list, min_area: int
+) -> tuple[float, dict]:
+    """The threshold with the best pooled Dice on validation among those that flag at most
+    5% of defect-free tiles (the strictest one if none does). The test split is never used.
+    """
+    segmenter = torch_segmenter(net, policy, threshold=0.5, min_area=min_area)
+    probabilities = predict_tiles(segmenter, tiles)
+    candidates = []
+    for threshold in THRESHOLDS:
+        segmenter.threshold = float(threshold)
+        metrics = summarise(score_tiles(segmenter, tiles, probabilities))
+        admissible = metrics["detection"]["free_flagged_rate"] <= MAX_FREE_FLAGGED
+        candidates.append((admissible, metrics["dice_all"], float(threshold), metrics))
+    admissible = [c for c in candidates if c[0]]
+    _, _, threshold, metrics = max(admissible) if admissible else candidates[-1]
+    return threshold, metrics
+
+
+class BceDiceLoss(nn.Module):
+    """Binary cross-entropy for calibrated pixels plus soft Dice for the rare defect class."""
+
+    def __init__(self, dice_weight: float) -> None:
+        super().__init__()
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        probability = torch.sigmoid(logits)
+        intersection = (probability * target).sum()
+        dice = (2 * intersection + 1) / (probability.sum() + target.sum() + 1)
+        return bce + self.dice_weight * (1 - dice)
+
+
+class PooledDice(Metric):
+    """Dice over all validation pixels together, at probability 0.5."""
+
+    def reset(self) -> None:
+        self.intersection, self.total = 0, 0
+
+    def accumulate(self, learn: Learner) -> None:
+        predicted, truth = learn.pred > 0, learn.y > 0.5
+        self.intersection += int((predicted & truth).sum())
+        self.total += int(predicted.sum() + truth.sum())
+
+    @property
+    def value(self) -> float:
+        return 2 * self.intersection / self.total if self.total else 1.0
+
+    @property
+    def name(self) -> str:
+        return "dice"
+
+
+if __name__ == "__main__":
+    main()
