@@ -72,7 +72,7 @@ def write_reports(
         tile = tiles[index]
         predicted = segmenter.postprocess(probabilities[index]).mask
         name = tile.id.replace("/", "__")
-        cv2.imwrite(str(pictures / f"{name}.png"), triptych(tile.image, tile.mask, predicted))
+        cv2.imwrite(str(pictures / f"{name}.jpg"), triptych(tile.image, tile.mask, predicted))
 
 
 def triptych(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from dvclive import Live
 from dvclive.fastai import DVCLiveCallback
+from fastai.callback import schedule  # noqa: F401  (adds Learner.fit_one_cycle)
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner, Metric
 from fastai.torch_core import default_device, set_seed
 from torch import nn
 
+from dvclive import Live
 from service.segmenter import InputPolicy
 from training.checkpoint import Trained, save_checkpoint
 from training.dataset import TrainCrops, WholeTiles, load_tiles, pixel_stats

@@ -1,0 +1,172 @@
+"""The real `dvc repro` on a small real subset, in a temporary git repository.
+
+One module-scoped repository is built and reproduced once; the tests then read its
+outputs and drive DVC the way a user would, in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.segmenter import Segmenter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", "training", "export", "service")
+IMAGES_PER_CLASS = 6
+SMALL_RUN = {
+    "model": {"width": 4, "depth": 3},
+    "train": {"epochs": 1, "samples_per_epoch": 32, "batch_size": 8, "crop_size": 64},
+    "evaluate": {"overlays": 4},
+    "export": {"parity_images": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> Path:
+    """A git + DVC repository holding the project, reproduced once on a small subset."""
+    root = tmp_path_factory.mktemp("pipeline")
+    repo, dataset = root / "repo", root / "dataset"
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            repo.mkdir(exist_ok=True)
+            shutil.copy2(source, repo / name)
+    _copy_subset(shared_data_dir, dataset)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["source"] = str(dataset)
+    for section, values in SMALL_RUN.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(repo, "git", "init", "-q")
+    _run(repo, "dvc", "init", "-q")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "project")
+    _run(repo, "dvc", "repro")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "reproduced")
+    return repo
+
+
+def test_every_stage_writes_its_outputs(project: Path) -> None:
+    manifest = (project / "data/manifest.csv").read_text().splitlines()
+    assert len(manifest) == 1 + 6 * IMAGES_PER_CLASS
+    split = json.loads((project / "data/split.json").read_text())
+    assert sorted(split["train"] + split["valid"] + split["test"]) == sorted(
+        line.split(",")[0] for line in manifest[1:]
+    )
+    assert (project / "models/checkpoint.pt").is_file()
+    assert len(list((project / "reports/evaluate/overlays").glob("*.jpg"))) == 4
+    assert (project / "dvclive/metrics.json").is_file()
+
+
+def test_evaluate_reports_every_metric(project: Path) -> None:
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    for key in ("dice_defect", "iou_defect", "dice_all", "iou_all", "pixel_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert set(metrics["per_class_dice"]) == {"Blowhole", "Break", "Crack", "Fray", "Uneven"}
+    assert set(metrics["detection"]) == {"precision", "recall", "f1", "auroc", "free_flagged_rate"}
+
+
+def test_export_validates_the_onnx_file_and_embeds_metadata(project: Path) -> None:
+    report = json.loads((project / "reports/export.json").read_text())
+    assert report["parity"]["images"] == 3
+    assert report["parity"]["max_abs_diff"] <= 1e-4
+    assert report["parity"]["mask_agreement"] >= 0.999
+    assert report["dice_gap"] <= 0.005
+    segmenter = Segmenter.from_onnx(project / "models/segmenter.onnx")
+    evaluated = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert json.loads(segmenter.metadata["test_metrics"]) == evaluated
+    assert json.loads(segmenter.metadata["training_params"])["train"]["epochs"] == 1
+    assert segmenter.policy.stride == 8
+
+
+def test_onnx_file_is_git_tracked_and_locked(project: Path) -> None:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    outs = {out["path"]: out for out in lock["stages"]["export"]["outs"]}
+    assert "md5" in outs["models/segmenter.onnx"]
+    tracked = _run(project, "git", "ls-files", "models").stdout.split()
+    assert "models/segmenter.onnx" in tracked
+    assert "models/checkpoint.pt" not in tracked
+
+
+def test_second_repro_has_nothing_to_do(project: Path) -> None:
+    assert _stages_run(_run(project, "dvc", "repro").stdout) == ["check_packages"]
+
+
+def test_changed_evaluation_code_reruns_only_evaluate_and_export(project: Path) -> None:
+    evaluate = project / "training/evaluate.py"
+    evaluate.write_text(evaluate.read_text() + "\n# a change to evaluation code\n")
+    ran = _stages_run(_run(project, "dvc", "repro").stdout)
+    assert ran == ["check_packages", "evaluate", "export"]
+
+
+def test_experiment_with_a_training_param_reruns_from_train(project: Path) -> None:
+    _run(project, "git", "commit", "-qam", "evaluation change")
+    output = _run(project, "dvc", "exp", "run", "-S", "train.lr=0.002").stdout
+    assert _stages_run(output) == ["check_packages", "train", "evaluate", "export"]
+    experiments = json.loads(_run(project, "dvc", "exp", "show", "--json").stdout)
+    assert experiments, "dvc exp show lists the workspace and the experiment"
+    metrics = json.loads(_run(project, "dvc", "metrics", "show", "--json").stdout)
+    assert "reports/evaluate/metrics.json" in json.dumps(metrics)
+
+
+def test_plots_render_learning_curves(project: Path) -> None:
+    _run(project, "dvc", "plots", "show", "-o", "plots_html")
+    page = (project / "plots_html/index.html").read_text()
+    assert "Learning curves (loss)" in page
+    assert "Validation Dice per epoch" in page
+
+
+def test_failed_export_check_fails_the_stage_and_keeps_no_model(project: Path) -> None:
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["export"]["min_mask_agreement"] = 1.01
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    result = _run(project, "dvc", "repro", check=False)
+    assert result.returncode != 0
+    assert "export check failed" in result.stdout + result.stderr
+    assert not (project / "models/segmenter.onnx").exists()
+
+
+def _stages_run(output: str) -> list[str]:
+    return [
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")
+    ]
+
+
+def _run(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@localhost",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@localhost",
+    }
+    result = subprocess.run(
+        command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _copy_subset(source: Path, dest: Path) -> None:
+    for class_dir in sorted(source.glob("MT_*")):
+        images = sorted((class_dir / "Imgs").glob("*.jpg"))[:IMAGES_PER_CLASS]
+        target = dest / class_dir.name / "Imgs"
+        target.mkdir(parents=True)
+        for image in images:
+            shutil.copy2(image, target)
+            shutil.copy2(image.with_suffix(".png"), target)
