@@ -139,9 +139,7 @@ def test_failed_export_check_fails_the_stage_and_keeps_no_model(project: Path) -
 
 
 def _stages_run(output: str) -> list[str]:
-    return [
-        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")
-    ]
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
 def _run(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
