@@ -20,3 +20,24 @@ test: ## lint, then every test (the same command CI runs)
 
 repro: ## run the DVC pipeline: dataset -> trained, evaluated, exported model
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+.PHONY: report lock-images dockerfile-copy
+
+report: ## write reports/cml/report.md with curves and overlays; BASE=main adds the diff against main
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m scripts.make_report --out reports/cml $(if $(BASE),--base $(BASE))
+
+lock-images: ## hash-lock the images' requirements (docker/*.lock) from requirements/serve.txt
+	$(BIN)/python -m scripts.lock_images
+
+dockerfile-copy: ## refresh ./Dockerfile, the copy of docker/Dockerfile that heroku.yml builds
+	cp docker/Dockerfile Dockerfile
+
+.PHONY: bench
+
+bench: ## measure the service against PyTorch eager and the blog's fastai path -> benchmarks/results/
+	$(BIN)/python -m benchmarks.run --reuse-serve-venv
+
+.PHONY: reliability
+
+reliability: ## reliability suite, full mode (~10 min) -> reliability/results/full.{json,md}; ARGS=--quick for CI's
+	$(BIN)/python -m reliability $(ARGS)

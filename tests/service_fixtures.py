@@ -36,7 +36,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tile_paths() -> list[Path]:
     paths = sorted(TILE_DATA_DIR.glob("MT_*/Imgs/*.jpg"))
     if not paths:
-        pytest.skip(f"no tile photos under {TILE_DATA_DIR}; set TILE_DATA_DIR")
+        pytest.fail(f"no tile photos under {TILE_DATA_DIR}; set TILE_DATA_DIR to the dataset")
     return paths
 
 

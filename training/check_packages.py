@@ -1,30 +1,70 @@
-"""Stage `check_packages`: record the installed packages every other stage depends on.
+"""Stage `check_packages`: record the packages the pipeline runs on.
 
 DVC reruns this stage every time; the stages after it rerun only when the list changes,
 so an upgraded torch or onnxruntime retrains and re-exports instead of going unnoticed.
+The list holds the pipeline's requirements (requirements/train.txt and what it
+includes) and everything they depend on, not test tools installed beside them.
 """
 
 from __future__ import annotations
 
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 PACKAGES_FILE = Path("reports/packages.txt")
+REQUIREMENTS = Path("requirements/train.txt")
 
 
 def main() -> None:
     PACKAGES_FILE.parent.mkdir(parents=True, exist_ok=True)
-    PACKAGES_FILE.write_text("\n".join(installed_packages()) + "\n")
+    PACKAGES_FILE.write_text("\n".join(pipeline_packages(REQUIREMENTS)) + "\n")
 
 
-def installed_packages() -> list[str]:
-    """`name==version` for each installed distribution, sorted, Python version first."""
-    found = {
-        (dist.metadata["Name"] or "").lower(): dist.version for dist in metadata.distributions()
-    }
-    lines = [f"{name}=={version}" for name, version in sorted(found.items()) if name]
+def pipeline_packages(requirements: Path) -> list[str]:
+    """`name==version` of each installed package the requirements pull in, Python first."""
+    found: dict[str, str] = {}
+    pending = _requirement_names(requirements)
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(
+                f"error: {name} is required by {requirements} but not installed; "
+                f"run `pip install -r {requirements}`."
+            ) from None
+        found[name] = distribution.version
+        pending += [
+            _normalise(requirement.name)
+            for requirement in map(Requirement, distribution.requires or [])
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        ]
+    lines = [f"{name}=={version}" for name, version in sorted(found.items())]
     return [f"python=={platform.python_version()}", *lines]
+
+
+def _requirement_names(path: Path) -> list[str]:
+    """Package names in a pip requirements file, following `-r` includes."""
+    names: list[str] = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r"):
+            names += _requirement_names(path.parent / line[2:].strip())
+        elif line:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate():
+                names.append(_normalise(requirement.name))
+    return names
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Repository tools run by make targets and CI: container locks and the experiment report."""

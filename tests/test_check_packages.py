@@ -1,0 +1,31 @@
+"""check_packages records what the pipeline runs on, and nothing installed beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.check_packages import pipeline_packages
+
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements" / "train.txt"
+
+
+def test_lists_the_pipeline_and_its_dependencies_but_not_test_tools() -> None:
+    names = {line.split("==")[0] for line in pipeline_packages(REQUIREMENTS)}
+    assert {"python", "torch", "fastai", "onnxruntime", "fastcore", "numpy"} <= names
+    assert not names & {"pytest", "ruff", "moto"}
+
+
+def test_is_sorted_and_stable() -> None:
+    first = pipeline_packages(REQUIREMENTS)
+    assert first == pipeline_packages(REQUIREMENTS)
+    names = [line.split("==")[0] for line in first[1:]]
+    assert names == sorted(names)
+
+
+def test_a_missing_requirement_says_how_to_install_it(tmp_path: Path) -> None:
+    requirements = tmp_path / "train.txt"
+    requirements.write_text("no-such-package-for-tile-defects==1.0\n")
+    with pytest.raises(SystemExit, match="pip install -r"):
+        pipeline_packages(requirements)
