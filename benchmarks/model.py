@@ -1,0 +1,85 @@
+"""The model under test: the pipeline's ONNX file and the checkpoint it was exported from.
+
+Every setup must run the same weights, so the ONNX file and the torch checkpoint are
+resolved as a pair, and their outputs are compared on a real tile before any timing.
+Before the pipeline has produced models/, a throwaway pair (random weights, the real
+architecture from params.yaml) is built in a cache folder: the timings of an untrained
+net are the same as a trained one's, since the work does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.segmenter import Runner
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_ONNX = REPO_ROOT / "models" / "segmenter.onnx"
+PIPELINE_CHECKPOINT = REPO_ROOT / "models" / "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    onnx: Path
+    checkpoint: Path
+    source: str  # "pipeline" or "throwaway"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "onnx": str(self.onnx),
+            "checkpoint": str(self.checkpoint),
+            "source": self.source,
+            "onnx_mb": round(self.onnx.stat().st_size / 1e6, 3),
+            "onnx_sha256": hashlib.sha256(self.onnx.read_bytes()).hexdigest(),
+        }
+
+
+def resolve_model(onnx: Path | None, checkpoint: Path | None, cache_dir: Path) -> ModelFiles:
+    """The pair given, else the pipeline's models/ pair, else a throwaway pair in `cache_dir`."""
+    if onnx or checkpoint:
+        if not (onnx and checkpoint and onnx.is_file() and checkpoint.is_file()):
+            raise SystemExit("error: --onnx and --checkpoint must both name existing files")
+        return ModelFiles(onnx, checkpoint, "given")
+    if PIPELINE_ONNX.is_file() and PIPELINE_CHECKPOINT.is_file():
+        return ModelFiles(PIPELINE_ONNX, PIPELINE_CHECKPOINT, "pipeline")
+    return build_throwaway(cache_dir / "throwaway-model")
+
+
+def build_throwaway(folder: Path) -> ModelFiles:
+    """A randomly initialised net of params.yaml's architecture, saved and exported like the
+    pipeline does; reused from `folder` when already there."""
+    onnx_path, checkpoint_path = folder / "segmenter.onnx", folder / "checkpoint.pt"
+    if onnx_path.is_file() and checkpoint_path.is_file():
+        return ModelFiles(onnx_path, checkpoint_path, "throwaway")
+    import torch
+
+    from export.export import write_onnx
+    from service.segmenter import Segmenter
+    from training.checkpoint import Trained, save_checkpoint
+    from training.model import build_net
+    from training.params import load_params
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    torch.manual_seed(0)
+    model_params = {**params["model"], "pretrained": False}
+    net = build_net(model_params, mean=110.0, std=40.0).eval()
+    trained = Trained(net, model_params, threshold=0.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(trained, 110.0, 40.0, checkpoint_path)
+    # write_onnx reads the policy, threshold and min_area from a reference Segmenter.
+    reference = Segmenter(
+        lambda batch: batch, trained.policy, 0.5, params["postprocess"]["min_area"]
+    )
+    partial = onnx_path.with_suffix(".partial.onnx")
+    write_onnx(trained, reference, params, {"dice_defect": 0.0}, partial)
+    partial.replace(onnx_path)
+    return ModelFiles(onnx_path, checkpoint_path, "throwaway")
+
+
+def parity(onnx_runner: Runner, torch_runner: Runner, batch: np.ndarray) -> float:
+    """Largest absolute probability gap between the two runners on one prepared batch."""
+    return float(np.abs(onnx_runner(batch) - torch_runner(batch)).max())

@@ -1,0 +1,176 @@
+"""Server subprocesses on 127.0.0.1: start one, time its cold start, watch its memory.
+
+Cold start is timed from just before the process is spawned to the first 200 answer to
+POST /segment with a real photo: interpreter start, imports, model load, warm-up, socket
+bind and the first inference all count, as they do when a platform starts a container.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from benchmarks.http_load import Upload, post_once
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Variables the service reads; a developer's own values must not leak into a measurement.
+SERVICE_VARIABLES = (
+    "MODEL_PATH",
+    "PORT",
+    "HOST",
+    "MAX_BODY_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "ORT_PROVIDERS",
+    "INFERENCE_THREADS",
+    "MAX_QUEUE",
+    "CORS_ORIGINS",
+    "LOG_LEVEL",
+)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one setup: the module to run with `python -m` and its settings."""
+
+    name: str
+    module: str
+    args: Sequence[str] = ()
+    env: Mapping[str, str] | None = None
+    cwd: Path = REPO_ROOT  # another checkout runs its own `service` package
+    python: str = sys.executable  # the serving venv's interpreter runs what ships
+
+
+@dataclass
+class Launched:
+    spec: ServerSpec
+    process: subprocess.Popen[bytes]
+    port: int
+    cold_start_s: float
+    log_file: IO[bytes]
+
+    def log(self) -> str:
+        self.log_file.flush()
+        self.log_file.seek(0)
+        return self.log_file.read().decode(errors="replace")
+
+
+@contextmanager
+def launched(spec: ServerSpec, upload: Upload, startup_timeout: float) -> Iterator[Launched]:
+    """The server started and answering /segment; stopped with SIGTERM afterwards."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"})
+    env.update(spec.env or {})
+    command = [spec.python, "-m", spec.module, *spec.args]
+    with tempfile.TemporaryFile() as log_file:  # a file: a full pipe would stall the server
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, cwd=spec.cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        try:
+            cold_start = _first_segment(process, port, upload, started, startup_timeout, log_file)
+            yield Launched(spec, process, port, cold_start, log_file)
+        finally:
+            _stop(process)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The kernel's high-water mark of the process's resident memory (VmHWM), in MB."""
+    return _status_kb(pid, "VmHWM") * 1024 / 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of stat(5); [0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    return _status_kb(pid, "VmRSS") * 1024 / 1e6
+
+
+class RssSampler:
+    """Samples a process's resident memory in a thread while a load runs."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
+            except (OSError, ValueError):
+                return  # the process has gone
+            self._stop.wait(self.interval)
+
+
+def _first_segment(
+    process: subprocess.Popen[bytes],
+    port: int,
+    upload: Upload,
+    started: float,
+    timeout: float,
+    log_file: IO[bytes],
+) -> float:
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            log_file.seek(0)
+            log = log_file.read().decode(errors="replace")
+            raise RuntimeError(f"the server exited with {process.returncode} at start:\n{log}")
+        try:
+            status, body = post_once(port, upload, timeout=max(0.1, deadline - time.perf_counter()))
+        except OSError:  # not listening yet
+            time.sleep(0.005)
+            continue
+        if status == 200:
+            return time.perf_counter() - started
+        raise RuntimeError(f"the first /segment answered {status}: {body[:200]!r}")
+    raise RuntimeError(f"no 200 from /segment within {timeout} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise ValueError(f"/proc/{pid}/status has no {field}")

@@ -1,0 +1,131 @@
+"""`python -m benchmarks.run --quick` end to end: every section is there and makes sense.
+
+One quick run (real servers, real photos) is shared by the tests below. It uses
+models/segmenter.onnx and models/checkpoint.pt when the pipeline has produced them, else
+a throwaway model that the benchmark builds in tmp. No timing threshold is asserted:
+timings depend on the machine; only their consistency is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server import REPO_ROOT, service_environment
+
+pytestmark = pytest.mark.slow  # starts servers, takes about a minute
+
+LEVELS = ("1", "4", "16")
+TILES = ("small", "typical", "large")
+STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    command = ["benchmarks.run", "--quick", "--out", str(out), "--cache-dir", str(out / "cache")]
+    done = subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=REPO_ROOT,
+        env=service_environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((out / "latest.json").read_text()), out
+
+
+def assert_percentiles(summary: dict[str, Any], keys: tuple[str, ...]) -> None:
+    values = [summary[key] for key in keys]
+    assert summary["n"] >= 1
+    assert all(math.isfinite(v) and v > 0 for v in values), summary
+    assert values == sorted(values), f"percentiles out of order: {summary}"
+
+
+def test_writes_json_markdown_and_picture(bench: tuple[dict[str, Any], Path]) -> None:
+    results, out = bench
+    assert set(results) >= {
+        "meta",
+        "inprocess",
+        "http",
+        "cold_start",
+        "memory",
+        "footprint",
+        "goals",
+    }
+    assert results["meta"]["quick"] is True
+    markdown = (out / "latest.md").read_text()
+    assert "| service (onnxruntime) | 16 |" in markdown
+    assert "## Goals" in markdown
+    assert (out / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_model_and_tiles_are_real_and_shared(bench: tuple[dict[str, Any], Path]) -> None:
+    meta = bench[0]["meta"]
+    assert meta["model"]["source"] in ("pipeline", "throwaway")
+    # Every setup runs the same weights.
+    assert meta["model"]["max_abs_diff_onnx_vs_torch"] < 1e-3
+    pixels = [meta["tiles"][name]["pixels"] for name in TILES]
+    assert pixels == sorted(pixels) and pixels[0] < pixels[2]
+    assert all(Path(meta["tiles"][name]["path"]).is_file() for name in TILES)
+
+
+def test_inprocess_stages(bench: tuple[dict[str, Any], Path]) -> None:
+    inprocess = bench[0]["inprocess"]
+    for runner in ("onnxruntime", "pytorch"):
+        for tile in TILES:
+            timed = inprocess[runner][tile]
+            assert timed["repetitions"] >= 1
+            for stage in STAGES:
+                assert_percentiles(timed["stages"][stage], ("p50_ms", "p95_ms", "max_ms"))
+            assert_percentiles(timed["total"], ("p50_ms", "p95_ms", "max_ms"))
+            assert timed["total"]["mean_ms"] >= timed["stages"]["inference"]["mean_ms"]
+    assert "skipped" in inprocess["fastai"]  # --quick skips the fastai baseline
+
+
+def test_http_levels_have_no_errors(bench: tuple[dict[str, Any], Path]) -> None:
+    http = bench[0]["http"]
+    for setup in ("service", "pytorch"):
+        for level in LEVELS:
+            result = http[setup]["levels"][level]
+            assert result["concurrency"] == int(level)
+            assert result["errors"] == 0, result["error_kinds"]
+            assert result["ok"] == result["requests"] >= 1
+            assert result["throughput_rps"] > 0
+            assert_percentiles(result["latency"], ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+            # The server's own time for a request fits inside the client's.
+            if setup == "service":  # the service reports its own time (Server-Timing)
+                server = result["server_timing"]
+                assert server["inference"]["p50_ms"] <= server["total"]["p50_ms"]
+                assert server["total"]["p50_ms"] <= result["latency"]["p50_ms"] + 1.0
+            assert result["client_delay"]["p50_ms"] >= 0
+    assert "skipped" in http["fastai"]
+
+
+def test_cold_start_memory_and_footprint(bench: tuple[dict[str, Any], Path]) -> None:
+    results = bench[0]
+    for setup in ("service", "pytorch"):
+        cold = results["cold_start"][setup]
+        assert len(cold["runs_s"]) >= 1
+        assert 0 < cold["median_s"] <= cold["max_s"] < 120
+        memory = results["memory"][setup]
+        assert 10 < memory["idle_rss_mb"] <= memory["peak_rss_mb"] < 20_000
+        assert 0 < memory["sampled_peak_under_load_mb"] <= memory["peak_rss_mb"] + 1
+    footprint = results["footprint"]
+    assert 10 < footprint["serving"]["mb"] < footprint["training"]["mb"]
+
+
+def test_goals_are_reported(bench: tuple[dict[str, Any], Path]) -> None:
+    goals = {goal["goal"]: goal for goal in bench[0]["goals"]}
+    assert len(goals) == 7
+    assert all(goal["passed"] in (True, False, None) for goal in goals.values())
+    assert goals["Faster than the blog's fastai learn.predict"]["passed"] is None
+    measured = [name for name, goal in goals.items() if goal["passed"] is not None]
+    assert len(measured) == 6
