@@ -39,7 +39,9 @@ COPY models/segmenter.onnx /app/models/segmenter.onnx
 # Settings for a small dyno (512 MB, a share of a few cores): one process, two
 # onnxruntime threads, a short queue so that a burst gets a quick 503 + Retry-After
 # rather than piling decoded images into memory. Heroku sets PORT; its config vars
-# override any of these (heroku config:set MAX_QUEUE=8).
+# override any of these (heroku config:set MAX_QUEUE=8). Images are capped at 4 MP: one
+# at the service's 25 MP default takes ~0.9 GB to segment, more than a small dyno has,
+# and the largest tile in the dataset is 0.25 MP.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -49,6 +51,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_PATH=/app/models/segmenter.onnx \
     INFERENCE_THREADS=2 \
     MAX_QUEUE=4 \
+    MAX_IMAGE_PIXELS=4000000 \
     LOG_LEVEL=info
 
 USER 10001:10001

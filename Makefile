@@ -39,5 +39,5 @@ bench: ## measure the service against PyTorch eager and the blog's fastai path -
 
 .PHONY: reliability
 
-reliability: ## reliability suite, full mode (~10 min) -> reliability/results/full.{json,md}; ARGS=--quick for CI's
+reliability: ## reliability suite, full mode (~6-10 min) -> reliability/results/full.{json,md}; ARGS=--quick for CI's
 	$(BIN)/python -m reliability $(ARGS)

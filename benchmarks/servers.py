@@ -22,21 +22,9 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.http_load import Upload, post_once
+from service.config import ENVIRONMENT_VARIABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Variables the service reads; a developer's own values must not leak into a measurement.
-SERVICE_VARIABLES = (
-    "MODEL_PATH",
-    "PORT",
-    "HOST",
-    "MAX_BODY_BYTES",
-    "MAX_IMAGE_PIXELS",
-    "ORT_PROVIDERS",
-    "INFERENCE_THREADS",
-    "MAX_QUEUE",
-    "CORS_ORIGINS",
-    "LOG_LEVEL",
-)
 
 
 @dataclass(frozen=True)
@@ -69,7 +57,7 @@ class Launched:
 def launched(spec: ServerSpec, upload: Upload, startup_timeout: float) -> Iterator[Launched]:
     """The server started and answering /segment; stopped with SIGTERM afterwards."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
     env.update({"HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"})
     env.update(spec.env or {})
     command = [spec.python, "-m", spec.module, *spec.args]

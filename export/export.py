@@ -93,10 +93,12 @@ def write_onnx(
     stride = reference.policy.stride
     example = torch.zeros((1, 1, 2 * stride, 3 * stride), dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Built aside and renamed at the end, so a killed export never leaves a partial model.
+    partial = path.with_suffix(".partial")
     torch.onnx.export(
         model,
         (example,),
-        str(path),
+        str(partial),
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         dynamic_shapes={"image": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
@@ -104,7 +106,7 @@ def write_onnx(
         dynamo=True,
         external_data=False,
     )
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(partial))
     _name_dynamic_dims(proto)
     version = f"{params['model']['arch']}-{evaluated['dice_defect']:.3f}"
     metadata = {
@@ -117,7 +119,8 @@ def write_onnx(
     }
     onnx.helper.set_model_props(proto, metadata)
     proto.doc_string = "Magnetic tile defect segmentation: uint8 grayscale in, probability out."
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(partial))
+    partial.replace(path)
 
 
 def check_parity(reference: Segmenter, served: Segmenter, tiles: list, limits: dict) -> dict:

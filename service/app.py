@@ -13,13 +13,15 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from anyio import CapacityLimiter, to_thread
-from python_multipart.exceptions import MultipartParseError
+from anyio import CancelScope, CapacityLimiter, Condition, fail_after, to_thread
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -31,7 +33,7 @@ from starlette.routing import Route
 
 from service.config import Settings
 from service.imaging import ImageError, decode_gray, encode_png, read_header, render_overlay
-from service.segmenter import Segmentation, Segmenter
+from service.segmenter import ModelError, Segmentation, Segmenter
 from service.telemetry import Metrics, MetricsMiddleware
 
 if TYPE_CHECKING:
@@ -44,6 +46,14 @@ FORMATS = ("mask", "json", "overlay")
 
 def load_segmenter(settings: Settings) -> Segmenter:
     """The model named by the settings; raises ModelError with one sentence if it is unusable."""
+    if settings.model_sha256 is not None and settings.model_path.is_file():
+        actual = _file_sha256(settings.model_path)
+        if actual != settings.model_sha256:
+            raise ModelError(
+                f"Model file {settings.model_path} has SHA-256 {actual}, not the "
+                f"{settings.model_sha256} that MODEL_SHA256 expects; it is damaged or another "
+                "model: restore it or update MODEL_SHA256."
+            )
     return Segmenter.from_onnx(
         settings.model_path, settings.ort_providers, settings.inference_threads
     )
@@ -100,6 +110,9 @@ class _Service:
         # One inference at a time: onnxruntime already spreads a run over
         # INFERENCE_THREADS cores, and parallel runs would only contend for them.
         self.inference_limiter = CapacityLimiter(1)
+        # Memory grows with pixels, not requests: a 30 KB PNG at the pixel limit takes
+        # 0.7-0.9 GB while decoded, predicted and encoded, so big images take turns.
+        self.pixel_budget = _PixelBudget(settings.max_pixels_in_flight)
         # Requests admitted and not yet answered. Only the event loop touches it,
         # so it needs no lock.
         self.pending = 0
@@ -135,7 +148,7 @@ class _Service:
         image = await self._read_image(request)
         try:
             header = read_header(image, self.settings.max_image_pixels)
-            async with self._admitted():
+            async with self._admitted(), self.pixel_budget.hold(header.width * header.height):
                 gray, decode_seconds = await to_thread.run_sync(_timed, decode_gray, image, header)
                 probability, inference_seconds = await to_thread.run_sync(
                     _timed, self.segmenter.predict, gray, limiter=self.inference_limiter
@@ -188,7 +201,7 @@ class _Service:
                 "Send the image as multipart field 'image' (curl -F image=@tile.jpg) or as the "
                 f"raw body with Content-Type image/* or application/octet-stream, not {received}.",
             )
-        body = await _read_body(request, self.settings.max_body_bytes)
+        body = await _read_body(request, self.settings.max_body_bytes, self.settings.body_timeout)
         if multipart:  # a 10 MB body takes the parser tens of milliseconds: not on the loop
             body = await to_thread.run_sync(
                 _multipart_field, body, options.get(b"boundary"), b"image"
@@ -213,6 +226,42 @@ class _Service:
         finally:
             self.pending -= 1
             self.metrics.inferences_in_flight.dec()
+
+
+class _PixelBudget:
+    """Lets requests work while the pixels of the images in work stay within `capacity`.
+
+    A request whose image does not fit waits for others to finish (it already holds a
+    queue slot); an image larger than the whole budget runs alone. Requests go in arrival
+    order, so a stream of small images cannot starve a large one.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self.changed = Condition()
+        self.waiting: deque[object] = deque()
+
+    @asynccontextmanager
+    async def hold(self, pixels: int) -> AsyncIterator[None]:
+        pixels = min(pixels, self.capacity)
+        ticket = object()
+        async with self.changed:
+            self.waiting.append(ticket)
+            try:
+                while self.waiting[0] is not ticket or self.in_use + pixels > self.capacity:
+                    await self.changed.wait()
+            finally:  # admitted or cancelled: either way the next in line may go now
+                self.waiting.remove(ticket)
+                self.changed.notify_all()
+            self.in_use += pixels
+        try:
+            yield
+        finally:
+            with CancelScope(shield=True):  # the pixels must be returned even on cancellation
+                async with self.changed:
+                    self.in_use -= pixels
+                    self.changed.notify_all()
 
 
 def _negotiate(request: Request) -> str:
@@ -257,20 +306,32 @@ _ACCEPT_FORMATS = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes.
+
+    A body that has not fully arrived after `timeout` seconds gets a 408 and the
+    connection is closed: uvicorn has no body timeout, so without this deadline a client
+    trickling a byte a second would hold its request, and its memory, forever.
+    """
     too_large = HTTPException(413, f"The request body is larger than the limit of {limit} bytes.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:  # a chunked body declares no length up front
-                raise too_large
+        with fail_after(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:  # a chunked body declares no length up front
+                    raise too_large
     except ClientDisconnect:
         raise HTTPException(400, "The client disconnected before sending the whole body.") from None
+    except TimeoutError:
+        raise HTTPException(
+            408,
+            f"The request body did not arrive within {timeout:g} s; send it faster or smaller.",
+            headers={"Connection": "close"},
+        ) from None
     return bytes(body)
 
 
@@ -280,8 +341,14 @@ def _multipart_field(body: bytes, boundary: bytes | None, name: bytes) -> bytes:
         raise HTTPException(400, "The multipart Content-Type has no boundary parameter.")
     collector = _PartCollector(name)
     try:
-        MultipartParser(boundary, collector.callbacks()).write(body)
-    except MultipartParseError:
+        parser = MultipartParser(boundary, collector.callbacks())
+    except FormParserError:  # e.g. a boundary longer than the parser's 256 characters
+        raise HTTPException(
+            400, "The multipart boundary is unusable; keep it under 70 characters (RFC 2046)."
+        ) from None
+    try:
+        parser.write(body)
+    except FormParserError:
         raise HTTPException(400, "The multipart body is malformed.") from None
     if not collector.complete:
         raise HTTPException(400, "The multipart body ends before its closing boundary.")
@@ -362,8 +429,7 @@ def _render(
 
 def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
     metadata = segmenter.metadata
-    with settings.model_path.open("rb") as model_file:
-        sha256 = hashlib.file_digest(model_file, "sha256").hexdigest()
+    sha256 = _file_sha256(settings.model_path)
     return {
         "model": {
             "version": metadata.get("model_version"),
@@ -382,6 +448,11 @@ def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
         },
         "formats": list(FORMATS),
     }
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as model_file:
+        return hashlib.file_digest(model_file, "sha256").hexdigest()
 
 
 def _json_metadata(metadata: Mapping[str, str], key: str) -> Any:

@@ -6,13 +6,33 @@ naming the variable instead of surfacing as an odd failure under load.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "segmenter.onnx"
+# Every variable the service reads; tools that start it clear these for a clean run.
+ENVIRONMENT_VARIABLES = (
+    "MODEL_PATH",
+    "HOST",
+    "PORT",
+    "MAX_BODY_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "ORT_PROVIDERS",
+    "INFERENCE_THREADS",
+    "MAX_QUEUE",
+    "MAX_PIXELS_IN_FLIGHT",
+    "CORS_ORIGINS",
+    "LOG_LEVEL",
+    "HEADER_TIMEOUT",
+    "BODY_TIMEOUT",
+    "KEEP_ALIVE_TIMEOUT",
+    "MODEL_SHA256",
+)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -31,8 +51,21 @@ class Settings:
     ort_providers: tuple[str, ...] | None = None
     inference_threads: int = 0
     max_queue: int = 16
+    # Pixels of the images being decoded, segmented and encoded at once (30-40 bytes
+    # of memory each); images that do not fit wait their turn.
+    max_pixels_in_flight: int = 25_000_000
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"
+    # Slow or silent clients: a connection gets `header_timeout` seconds, from opening or
+    # from its last answer, to deliver complete request headers; a /segment body must
+    # arrive within `body_timeout` seconds (10 MB at ~330 KB/s); an idle kept-alive
+    # connection is closed after `keep_alive_timeout` seconds.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    # When set, the model file must have this SHA-256 or the service refuses to start:
+    # onnxruntime cannot see a flipped bit in the weights, a checksum can.
+    model_sha256: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -51,8 +84,15 @@ class Settings:
                 environ, "INFERENCE_THREADS", defaults.inference_threads, minimum=0
             ),
             max_queue=_integer(environ, "MAX_QUEUE", defaults.max_queue, minimum=1),
+            max_pixels_in_flight=_integer(
+                environ, "MAX_PIXELS_IN_FLIGHT", defaults.max_pixels_in_flight, minimum=1
+            ),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "")),
             log_level=_log_level(environ.get("LOG_LEVEL") or defaults.log_level),
+            header_timeout=_seconds(environ, "HEADER_TIMEOUT", defaults.header_timeout),
+            body_timeout=_seconds(environ, "BODY_TIMEOUT", defaults.body_timeout),
+            keep_alive_timeout=_seconds(environ, "KEEP_ALIVE_TIMEOUT", defaults.keep_alive_timeout),
+            model_sha256=_sha256(environ.get("MODEL_SHA256", "")),
         )
 
 
@@ -70,6 +110,34 @@ def _integer(
     if value is None or value < minimum or (maximum is not None and value > maximum):
         raise SettingsError(f"{name} must be a whole number {bounds}, got {text!r}.")
     return value
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= _MAX_TIMEOUT_SECONDS):  # also refuses nan
+        raise SettingsError(
+            f"{name} must be a number of seconds above 0 and at most "
+            f"{_MAX_TIMEOUT_SECONDS}, got {text!r}."
+        )
+    return value
+
+
+_MAX_TIMEOUT_SECONDS = 3600
+
+
+def _sha256(text: str) -> str | None:
+    digest = text.strip().lower()
+    if not digest:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise SettingsError(f"MODEL_SHA256 must be 64 hexadecimal digits, got {text!r}.")
+    return digest
 
 
 def _providers(text: str) -> tuple[str, ...] | None:

@@ -63,6 +63,12 @@ def read_header(data: bytes, max_pixels: int) -> ImageHeader:
             f"The image is {width} x {height} = {width * height} pixels; "
             f"the limit is {max_pixels} pixels.",
         )
+    if max(width, height) > MAX_SIDE:
+        raise ImageError(
+            413,
+            f"The image is {width} x {height} pixels; sides longer than {MAX_SIDE} pixels "
+            "are not supported (its mask could not be written as a PNG).",
+        )
     return ImageHeader(name, width, height)
 
 
@@ -97,7 +103,13 @@ def render_overlay(gray: np.ndarray, mask: np.ndarray, regions: list[Region]) ->
 
 
 _READ_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
-_JPEG_MAX_SIDE = 65_535
+# libjpeg's JPEG_MAX_DIMENSION, not the 65,535 the format's 16-bit fields could hold: an
+# overlay 65,501 to 65,535 pixels long was a 500.
+_JPEG_MAX_SIDE = 65_500
+# libpng's default limit on a side (PNG_USER_WIDTH_MAX/HEIGHT_MAX): it neither reads nor
+# writes a longer one, so the PNG mask of a 1 x 1,000,001 BMP could not be encoded (it was a
+# 500); OpenCV's other decoders stop at 2**20 anyway.
+MAX_SIDE = 1_000_000
 
 # JPEG frame headers (SOF0-SOF15) that carry the size; C4, C8 and CC share the range but
 # are other segments.

@@ -19,19 +19,9 @@ from typing import IO
 
 import httpx
 
+from service.config import ENVIRONMENT_VARIABLES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SERVICE_VARIABLES = (
-    "MODEL_PATH",
-    "PORT",
-    "HOST",
-    "MAX_BODY_BYTES",
-    "MAX_IMAGE_PIXELS",
-    "ORT_PROVIDERS",
-    "INFERENCE_THREADS",
-    "MAX_QUEUE",
-    "CORS_ORIGINS",
-    "LOG_LEVEL",
-)
 
 
 @dataclass
@@ -61,7 +51,7 @@ class RunningServer:
 
 def service_environment(**overrides: str) -> dict[str, str]:
     """This environment without the service's variables that a developer may have set."""
-    environment = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    environment = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
     return {**environment, "LOG_LEVEL": "warning", **overrides}
 
 

@@ -66,7 +66,7 @@ def train(params: dict[str, Any]) -> None:
     learn = Learner(
         dls,
         net,
-        loss_func=BceDiceLoss(hp["dice_weight"]),
+        loss_func=DiceBceLoss(hp["bce_weight"]),
         metrics=PooledDice(),
         wd=hp["weight_decay"],
         cbs=DVCLiveCallback(live=live),
@@ -107,19 +107,24 @@ def choose_threshold(
     return threshold, metrics
 
 
-class BceDiceLoss(nn.Module):
-    """Binary cross-entropy for calibrated pixels plus soft Dice for the rare defect class."""
+class DiceBceLoss(nn.Module):
+    """Soft Dice over the batch, plus optionally weighted binary cross-entropy.
 
-    def __init__(self, dice_weight: float) -> None:
+    Defects cover a few percent of the pixels; with cross-entropy dominant, a network
+    trained from scratch settles on "no defect anywhere" before it learns to see one.
+    Dice cannot be lowered that way, so it leads and cross-entropy only calibrates.
+    """
+
+    def __init__(self, bce_weight: float) -> None:
         super().__init__()
-        self.dice_weight = dice_weight
+        self.bce_weight = bce_weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
         probability = torch.sigmoid(logits)
         intersection = (probability * target).sum()
         dice = (2 * intersection + 1) / (probability.sum() + target.sum() + 1)
-        return bce + self.dice_weight * (1 - dice)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        return (1 - dice) + self.bce_weight * bce
 
 
 class PooledDice(Metric):

@@ -1,0 +1,178 @@
+"""Decompression bombs: few-KB files declaring huge images are refused fast, memory flat.
+
+Also measured: what an image *at* the pixel limit costs (a few KB of PNG can decode to
+25 MP legitimately), and that several of them at once cost no more memory than one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import psutil
+
+from reliability import corpus
+from reliability.harness import MB, Server, launch, log_problems, wait_ready
+from reliability.options import Options
+from reliability.report import CheckResult
+from reliability.uploads import IMAGE_PART, form
+
+REFUSAL_SECONDS = 0.5  # a refusal reads a header; half a second is already generous
+RSS_JUMP_MB = 10.0  # tolerated RSS growth while bombs are refused
+PARALLEL_AT_LIMIT = 4
+# Peak memory for PARALLEL_AT_LIMIT images at the limit, relative to one alone.
+PARALLEL_PEAK_RATIO = 1.5
+
+
+def bombs() -> list[corpus.Sample]:
+    """Files of a few KB or less whose headers declare 1.6 to 4.9 gigapixels."""
+    return [
+        corpus.Sample("png 40000x40000", corpus.png_declaring(40_000, 40_000), False),
+        corpus.Sample("png 60000x60000", corpus.png_declaring(60_000, 60_000), False),
+        corpus.Sample("jpeg 40000x40000", corpus.jpeg_declaring(40_000, 40_000), False),
+        corpus.Sample("jpeg 65535x65535", corpus.jpeg_declaring(65_535, 65_535), False),
+        corpus.Sample("tiff 70000x70000", corpus.tiff_declaring(70_000, 70_000), False),
+        corpus.Sample("bmp 50000x50000", corpus.bmp_declaring(50_000, 50_000), False),
+    ]
+
+
+def run(options: Options) -> CheckResult:
+    result = CheckResult("bombs")
+    started = time.monotonic()
+    # Quick mode lowers the limits so that images at the limit stay cheap to send.
+    limit = 2_000_000 if options.quick else 25_000_000
+    server = launch(
+        options.model_path,
+        options.out_dir / "logs" / "bombs.log",
+        MAX_IMAGE_PIXELS=str(limit),
+        MAX_PIXELS_IN_FLIGHT=str(limit),
+    )
+    try:
+        wait_ready(server)
+        with httpx.Client(base_url=server.base_url, timeout=120) as client:
+            _warm_up(client, options)
+            result.rss_before_mb = server.rss_mb()
+            with _PeakRss(server) as peak:
+                _send_bombs(client, result, repeats=2 if options.quick else 5)
+            result.rss_after_mb = server.rss_mb()
+            jump = max(peak.mb, result.rss_after_mb) - result.rss_before_mb
+            result.figures["peak_rss_jump_while_refusing_mb"] = round(jump, 1)
+            if jump > RSS_JUMP_MB:
+                result.fail(f"RSS rose {jump:.0f} MiB while refusing bombs (> {RSS_JUMP_MB})")
+            _at_the_limit(client, server, limit, result)
+        if not server.healthy():
+            result.fail("the server was not alive at the end")
+    finally:
+        exit_code = server.stop()
+    for line in log_problems(server.log()):
+        result.fail(f"server log: {line}")
+    if exit_code != 0:
+        result.fail(f"the server exited with {exit_code} on SIGTERM")
+    slowest = result.figures.get("slowest_refusal_ms", 0)
+    result.figures["key"] = f"refused in <= {slowest:.0f} ms, RSS +{jump:.1f} MiB"
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _send_bombs(client: httpx.Client, result: CheckResult, repeats: int) -> None:
+    slowest = 0.0
+    sizes = {}
+    for bomb in bombs():
+        sizes[bomb.name] = f"{len(bomb.data) / 1024:.1f} KB"
+        for attempt in range(repeats):
+            multipart = attempt % 2 == 1
+            began = time.monotonic()
+            if multipart:
+                response = client.post(
+                    "/segment",
+                    content=form([(IMAGE_PART, bomb.data)]),
+                    headers={"Content-Type": "multipart/form-data; boundary=reliability-7d3f0a"},
+                )
+            else:
+                response = client.post(
+                    "/segment", content=bomb.data, headers={"Content-Type": "image/png"}
+                )
+            seconds = time.monotonic() - began
+            slowest = max(slowest, seconds)
+            result.inputs += 1
+            result.statuses[str(response.status_code)] += 1
+            if response.status_code != 413:
+                result.fail(f"{bomb.name}: {response.status_code}, not 413: {response.text[:200]}")
+            if seconds > REFUSAL_SECONDS:
+                result.fail(f"{bomb.name}: refused after {seconds:.2f} s (> {REFUSAL_SECONDS})")
+    result.figures["bomb_file_sizes"] = sizes
+    result.figures["slowest_refusal_ms"] = round(slowest * 1000, 1)
+
+
+def _at_the_limit(client: httpx.Client, server: Server, limit: int, result: CheckResult) -> None:
+    """One image at the pixel limit, then several at once: they must take turns."""
+    side = int(limit**0.5)
+    image = np.zeros((side, side), np.uint8)
+    image[side // 3 : side // 2, side // 4 : side // 3] = 20  # one dark "defect"
+    png = corpus.encode(".png", image)
+    answers: Counter[str] = Counter()
+
+    def send() -> None:
+        response = client.post("/segment", content=png, headers={"Content-Type": "image/png"})
+        answers[str(response.status_code)] += 1
+
+    baseline = server.rss_mb()
+    began = time.monotonic()
+    with _PeakRss(server) as one:
+        send()
+    one_seconds = time.monotonic() - began
+    with _PeakRss(server) as several:
+        threads = [threading.Thread(target=send) for _ in range(PARALLEL_AT_LIMIT)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+    one_jump, several_jump = one.mb - baseline, several.mb - baseline
+    result.figures["image_at_limit"] = f"{side}x{side} PNG of {len(png) / 1024:.0f} KB"
+    result.figures["image_at_limit_seconds"] = round(one_seconds, 2)
+    result.figures["image_at_limit_peak_rss_jump_mb"] = round(one_jump, 1)
+    result.figures[f"{PARALLEL_AT_LIMIT}_at_once_peak_rss_jump_mb"] = round(several_jump, 1)
+    result.inputs += 1 + PARALLEL_AT_LIMIT
+    result.statuses.update(answers)
+    if answers["200"] != 1 + PARALLEL_AT_LIMIT:
+        result.fail(f"images at the pixel limit got {dict(answers)}, not all 200")
+    if several_jump > PARALLEL_PEAK_RATIO * max(one_jump, 1.0):
+        result.fail(
+            f"{PARALLEL_AT_LIMIT} images at the limit at once took {several_jump:.0f} MiB, "
+            f"one alone {one_jump:.0f} MiB: large images do not take turns"
+        )
+
+
+def _warm_up(client: httpx.Client, options: Options) -> None:
+    """A few real photos first, so that RSS before the bombs is the serving level."""
+    for sample in corpus.seed_samples(options.data_dir, 3, options.seed):
+        client.post("/segment", content=sample.data, headers={"Content-Type": "image/jpeg"})
+
+
+@dataclass
+class _PeakRss:
+    """The highest RSS of the server seen while the block runs, sampled every 5 ms."""
+
+    server: Server
+    mb: float = 0.0
+
+    def __enter__(self) -> _PeakRss:
+        self._process = psutil.Process(self.server.pid)
+        self._stop = threading.Event()
+        self.mb = self._process.memory_info().rss / MB
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mb = max(self.mb, self._process.memory_info().rss / MB)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.mb = max(self.mb, self._process.memory_info().rss / MB)
