@@ -192,9 +192,6 @@ def _open_session(path: Path, providers: Sequence[str] | None, intra_op_threads:
     # Idle onnxruntime threads otherwise busy-wait after each run and take the CPU from
     # decoding, encoding and the event loop: measured 121 -> 71 ms p50 on 2 cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # The arena keeps the peak of the largest input ever seen (~300 MB after one 1024 px
-    # tile) for the life of the process; tiles vary in size, so give memory back.
-    options.enable_cpu_mem_arena = False
     try:
         session = ort.InferenceSession(
             str(path), options, providers=list(providers or default_providers())

@@ -19,7 +19,15 @@ import yaml
 from service.segmenter import Segmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", "training", "export", "service")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "requirements",
+    "training",
+    "export",
+    "service",
+)
 IMAGES_PER_CLASS = 6
 SMALL_RUN = {
     "model": {"width": 4, "depth": 3},
