@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 
 from reliability import corpus
-from reliability.harness import MB, Server, launch, log_problems, wait_ready
+from reliability.harness import MB, Server, launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
 from reliability.uploads import IMAGE_PART, form
@@ -68,10 +68,8 @@ def run(options: Options) -> CheckResult:
             result.fail("the server was not alive at the end")
     finally:
         exit_code = server.stop()
-    for line in log_problems(server.log()):
-        result.fail(f"server log: {line}")
-    if exit_code != 0:
-        result.fail(f"the server exited with {exit_code} on SIGTERM")
+    for problem in shutdown_problems(server.log(), exit_code):
+        result.fail(problem)
     slowest = result.figures.get("slowest_refusal_ms", 0)
     result.figures["key"] = f"refused in <= {slowest:.0f} ms, RSS +{jump:.1f} MiB"
     result.seconds = time.monotonic() - started

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from reliability import answers, corpus, mutate
-from reliability.harness import Server, launch, log_problems, wait_ready
+from reliability.harness import Server, launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
 from reliability.uploads import (
@@ -61,10 +61,8 @@ def run(options: Options) -> CheckResult:
             result.fail("the server was not alive and serving at the end")
     finally:
         exit_code = server.stop()
-    for line in log_problems(server.log()):
-        result.fail(f"server log: {line}")
-    if exit_code != 0:
-        result.fail(f"the server exited with {exit_code} on SIGTERM")
+    for problem in shutdown_problems(server.log(), exit_code):
+        result.fail(problem)
     if result.inputs < options.budget.fuzz_inputs:
         result.fail(f"only {result.inputs} of {options.budget.fuzz_inputs} inputs within time")
     kinds = Counter(u.split(" ")[0] for u in tally.descriptions)

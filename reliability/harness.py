@@ -143,6 +143,14 @@ def get_status(port: int, path: str, timeout: float) -> int | None:
         connection.close()
 
 
+def shutdown_problems(log: str, exit_code: int) -> list[str]:
+    """What a check reports about a server it stopped: failures in its log, a bad exit."""
+    problems = [f"server log: {line}" for line in log_problems(log)]
+    if exit_code != 0:
+        problems.append(f"the server exited with {exit_code} on SIGTERM")
+    return problems
+
+
 def log_problems(log: str) -> list[str]:
     """Lines of a server log that show a request failing inside the server."""
     markers = ("Traceback", "Exception in ASGI application", "Segmentation fault", "core dumped")

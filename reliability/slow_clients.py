@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from reliability import corpus
-from reliability.harness import launch, log_problems, wait_ready
+from reliability.harness import launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
 
@@ -91,10 +91,8 @@ def run(options: Options) -> CheckResult:
     finally:
         exit_code = server.stop()
     _judge(result, timeouts, cuts, normal)
-    for line in log_problems(server.log()):
-        result.fail(f"server log: {line}")
-    if exit_code != 0:
-        result.fail(f"the server exited with {exit_code} on SIGTERM")
+    for problem in shutdown_problems(server.log(), exit_code):
+        result.fail(problem)
     result.seconds = time.monotonic() - started
     return result
 

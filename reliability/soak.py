@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from reliability import answers, corpus, mutate
-from reliability.harness import Server, launch, log_problems, wait_ready
+from reliability.harness import Server, launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
 from reliability.uploads import FORM_TYPE, IMAGE_PART, Upload, form, raw
@@ -58,10 +58,8 @@ def run(options: Options) -> CheckResult:
     _judge(result, tally, monitor, budget.soak_seconds, budget.soak_leak_tolerance)
     if not alive:
         result.fail("the server was not alive at the end")
-    for line in log_problems(server.log()):
-        result.fail(f"server log: {line}")
-    if exit_code != 0:
-        result.fail(f"the server exited with {exit_code} on SIGTERM")
+    for problem in shutdown_problems(server.log(), exit_code):
+        result.fail(problem)
     result.seconds = time.monotonic() - started
     return result
 
