@@ -122,13 +122,15 @@ class WholeTiles(Dataset):
 def augment(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flips, quarter turns, and the brightness and contrast drift of a factory camera."""
+    """Flips, and the brightness and contrast drift of a factory camera.
+
+    No quarter turns: the grinding marks on every tile run along the same axis, and a
+    small network learns faster when it need not also recognise them turned sideways.
+    """
     if rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
     if rng.random() < 0.5:
         image, mask = image[::-1], mask[::-1]
-    turns = int(rng.integers(4))
-    image, mask = np.rot90(image, turns), np.rot90(mask, turns)
     contrast, brightness = rng.uniform(0.8, 1.25), rng.uniform(-20, 20)
     mean = float(image.mean())
     image = np.clip((image.astype(np.float32) - mean) * contrast + mean + brightness, 0, 255)
