@@ -1,4 +1,4 @@
-# The API as a small CPU container: onnxruntime, OpenCV and Starlette, no torch/fastai/dvc.
+# The API as a small CPU container: onnxruntime, Pillow and Starlette, no torch/fastai/dvc.
 #
 #   docker build -f docker/Dockerfile -t tile-defects .     # context: the repository root
 #   docker run --rm -p 8000:8000 tile-defects

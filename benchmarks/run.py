@@ -282,7 +282,14 @@ def _meta(
         },
         "versions": {
             name: importlib.metadata.version(name)
-            for name in ("onnxruntime", "opencv-python-headless", "torch", "fastai", "uvicorn")
+            for name in (
+                "onnxruntime",
+                "pillow",
+                "connected-components-3d",
+                "torch",
+                "fastai",
+                "uvicorn",
+            )
         },
         "tiles": {name: tile.describe() for name, tile in tiles.items()},
         "http_tile": "typical",

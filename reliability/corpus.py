@@ -101,8 +101,8 @@ def exotic_samples(tile: np.ndarray) -> list[Sample]:
 def side_limit_samples() -> list[Sample]:
     """Long thin images, at and just past the sides where encoders change or give up.
 
-    libpng neither reads nor writes a side above 1,000,000 pixels, so the service cannot
-    return a PNG mask for one; OpenCV's BMP and TIFF decoders read up to 2**20.
+    libpng neither reads nor writes a side above 1,000,000 pixels, so the service does not
+    return a PNG mask for one (most clients could not open it).
     """
     longest = 1_000_000
     row = np.full((1, longest + 1), 90, np.uint8)

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from PIL import Image
 
 from service.config import Settings, SettingsError
 
@@ -33,9 +34,8 @@ def main() -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # OpenCV reads its own decoder limit once, from the environment; set it before
-    # anything imports cv2, so that it agrees with the limit checked on image headers.
-    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(settings.max_image_pixels)
+    # Pillow's own bomb guard, behind the check of each image header, with the same limit.
+    Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
     from service.app import create_app, load_segmenter
     from service.segmenter import ModelError
 

@@ -13,19 +13,19 @@ Decoding policy, so that every upload gets the same, predictable treatment:
   would, instead of being stretched to full contrast.
 - EXIF orientation is ignored, so the mask matches the stored pixel grid and the
   header's width and height.
-- A damaged or truncated file is refused. OpenCV's decoders fail on incomplete input
-  (its JPEG reader turns libjpeg's "premature end of data" into an error instead of
-  filling the rest with gray); a test pins that behaviour so an OpenCV upgrade that
-  changes it cannot pass unnoticed.
+- A damaged or truncated file is refused: Pillow raises on incomplete input instead of
+  filling the rest with gray (its LOAD_TRUNCATED_IMAGES stays off), and a test pins that
+  behaviour so a Pillow upgrade that changes it cannot pass unnoticed.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+from PIL import Image, ImageDraw
 
 from service.segmenter import Region
 
@@ -75,41 +75,47 @@ def read_header(data: bytes, max_pixels: int) -> ImageHeader:
 def decode_gray(data: bytes, header: ImageHeader) -> np.ndarray:
     """A 2-D uint8 grayscale array of the size `header` declares."""
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), _READ_FLAGS)
-    except cv2.error:
+        with Image.open(io.BytesIO(data), formats=[header.format]) as opened:
+            image = _to_gray(opened)
+    # Pillow's decoders signal a malformed file with many unrelated exception types.
+    except Exception:
         image = None
     # A size other than the header's would bypass the pixel limit checked on the header.
-    if image is None or image.shape != (header.height, header.width):
+    if image is None or image.shape != (header.height, header.width) or _cut_short(data, header):
         raise ImageError(400, f"The {header.format} image is damaged or truncated.")
     return image
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    return _encode(".png", image)
+    # Level 1: a mask compresses well anyway, and Pillow's default level 6 takes longer
+    # than the network's inference on a typical tile.
+    return _encode(Image.fromarray(image), "PNG", compress_level=1)
 
 
 def render_overlay(gray: np.ndarray, mask: np.ndarray, regions: list[Region]) -> tuple[bytes, str]:
     """The photo with defects tinted red and boxed; returns the bytes and their media type."""
-    picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    picture = np.repeat(gray[:, :, np.newaxis], 3, axis=2)
     defect = mask > 0
-    picture[defect] = picture[defect] // 2 + np.array([0, 0, 127], np.uint8)
+    picture[defect] = picture[defect] // 2 + np.array([127, 0, 0], np.uint8)
+    image = Image.fromarray(picture)
+    draw = ImageDraw.Draw(image)
     thickness = max(1, round(max(gray.shape) / 500))
     for region in regions:
         corner = (region.x + region.width - 1, region.y + region.height - 1)
-        cv2.rectangle(picture, (region.x, region.y), corner, (0, 255, 255), thickness)
+        draw.rectangle([(region.x, region.y), corner], outline=(255, 255, 0), width=thickness)
     if max(gray.shape) > _JPEG_MAX_SIDE:  # JPEG cannot store it; PNG can
-        return _encode(".png", picture), "image/png"
-    return _encode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90]), "image/jpeg"
+        return _encode(image, "PNG", compress_level=1), "image/png"
+    return _encode(image, "JPEG", quality=90), "image/jpeg"
 
 
-_READ_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
 # libjpeg's JPEG_MAX_DIMENSION, not the 65,535 the format's 16-bit fields could hold: an
 # overlay 65,501 to 65,535 pixels long was a 500.
 _JPEG_MAX_SIDE = 65_500
-# libpng's default limit on a side (PNG_USER_WIDTH_MAX/HEIGHT_MAX): it neither reads nor
-# writes a longer one, so the PNG mask of a 1 x 1,000,001 BMP could not be encoded (it was a
-# 500); OpenCV's other decoders stop at 2**20 anyway.
+# libpng's default limit on a side (PNG_USER_WIDTH_MAX/HEIGHT_MAX): most PNG readers
+# refuse a longer one, so a client could not open the mask of a 1 x 1,000,001 BMP.
 MAX_SIDE = 1_000_000
+# Pillow modes that hold more than 8 bits per sample, as integers.
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 # JPEG frame headers (SOF0-SOF15) that carry the size; C4, C8 and CC share the range but
 # are other segments.
@@ -123,11 +129,23 @@ _JPEG_MAX_STEPS = 1000
 _TIFF_MAX_ENTRIES = 16
 
 
-def _encode(extension: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
-    ok, encoded = cv2.imencode(extension, image, params or [])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {image.shape} array as {extension}")
-    return encoded.tobytes()
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Luminance as uint8; samples wider than 8 bits keep their high byte."""
+    if image.mode in _WIDE_MODES:
+        return (np.asarray(image).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+    return np.asarray(image.convert("L"))
+
+
+def _cut_short(data: bytes, header: ImageHeader) -> bool:
+    """A PNG missing its end chunk: Pillow stops reading once it has the pixels."""
+    end = data.rfind(b"IEND")
+    return header.format == "PNG" and (end < 0 or len(data) < end + 8)
+
+
+def _encode(image: Image.Image, image_format: str, **options: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -209,7 +209,7 @@ def test_exif_orientation_is_ignored_so_the_mask_matches_the_stored_pixels() -> 
 
 @pytest.mark.parametrize("extension", [".jpg", ".png", ".bmp", ".tiff"])
 def test_truncated_images_are_refused(tile: np.ndarray, extension: str) -> None:
-    # Pins OpenCV's behaviour: an incomplete file fails to decode instead of being
+    # Pins Pillow's behaviour: an incomplete file fails to decode instead of being
     # filled with gray, for every format and for a file missing only its last bytes.
     data = encode(extension, tile)
     for cut in (len(data) // 2, len(data) - 2):

@@ -129,26 +129,27 @@ def test_corrupt_model_stops_the_process_with_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith(f"error: Model file {corrupt} is not a loadable ONNX model")
 
 
-def test_entry_point_sets_the_opencv_pixel_limit_before_opencv_loads(model_path: Path) -> None:
+def test_entry_point_gives_pillow_the_pixel_limit(model_path: Path) -> None:
     result = run_python(
         """
-        import sys
-        import numpy as np
+        import io
         import uvicorn
+        from PIL import Image
         import service.__main__ as entry_point
 
-        assert "cv2" not in sys.modules, "importing the entry point loaded OpenCV"
         uvicorn.run = lambda app, **options: None  # everything but serving
         assert entry_point.main() == 0
-        import cv2
+        assert Image.MAX_IMAGE_PIXELS == 100, Image.MAX_IMAGE_PIXELS
 
-        # OpenCV itself now refuses a 20 x 20 image, over the limit of 100 pixels.
-        png = cv2.imencode(".png", np.zeros((20, 20), np.uint8))[1]
+        # Pillow itself now refuses a 20 x 20 image, over twice the limit of 100 pixels.
+        png = io.BytesIO()
+        Image.new("L", (20, 20)).save(png, format="PNG")
         try:
-            refused = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE) is None
-        except cv2.error:
+            Image.open(png).load()
+            refused = False
+        except Image.DecompressionBombError:
             refused = True
-        assert refused, "OpenCV decoded an image over OPENCV_IO_MAX_IMAGE_PIXELS"
+        assert refused, "Pillow decoded an image past MAX_IMAGE_PIXELS"
         """,
         MODEL_PATH=str(model_path),
         MAX_IMAGE_PIXELS="100",
@@ -156,22 +157,23 @@ def test_entry_point_sets_the_opencv_pixel_limit_before_opencv_loads(model_path:
     assert result.returncode == 0, result.stderr
 
 
-def test_serving_imports_neither_torch_nor_the_pipeline(model_path: Path) -> None:
+def test_serving_imports_neither_torch_nor_opencv_nor_the_pipeline(model_path: Path) -> None:
     result = run_python(
         """
+        import io
         import sys
-        import cv2
-        import numpy as np
+        from PIL import Image
         from starlette.testclient import TestClient
         from service.app import create_app, load_segmenter
         from service.config import Settings
 
         settings = Settings.from_env()
         with TestClient(create_app(settings, load_segmenter(settings))) as client:
-            png = cv2.imencode(".png", np.zeros((30, 40), np.uint8))[1].tobytes()
-            answer = client.post("/segment?format=json", files={"image": ("t.png", png)})
+            png = io.BytesIO()
+            Image.new("L", (40, 30)).save(png, format="PNG")
+            answer = client.post("/segment?format=json", files={"image": ("t.png", png.getvalue())})
             assert answer.status_code == 200 and answer.json()["width"] == 40, answer.text
-        loaded = {"torch", "fastai", "training", "export"} & {
+        loaded = {"torch", "fastai", "training", "export", "cv2"} & {
             name.split(".")[0] for name in sys.modules
         }
         assert not loaded, f"serving imported {sorted(loaded)}"

@@ -7,7 +7,9 @@ DVCLive's per-epoch curves and a small metrics file.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from training.scoring import predict_tiles, score_tiles, summarise, torch_segmen
 
 TRAIN_METRICS = Path("reports/train.json")
 LIVE_DIR = "dvclive"
-THRESHOLDS = np.round(np.arange(0.2, 0.85, 0.05), 2)
+THRESHOLDS = np.round(np.arange(0.2, 0.96, 0.05), 2)
 MAX_FREE_FLAGGED = 0.05
 
 
@@ -71,7 +73,10 @@ def train(params: dict[str, Any]) -> None:
         wd=hp["weight_decay"],
         cbs=DVCLiveCallback(live=live),
     )
-    learn.fit_one_cycle(hp["epochs"], hp["lr"])
+    # fastai redraws its progress bar in place, which a log file (CI, a background run)
+    # keeps as thousands of lines; there, its one line of figures per epoch is enough.
+    with contextlib.nullcontext() if sys.stdout.isatty() else learn.no_bar():
+        learn.fit_one_cycle(hp["epochs"], hp["lr"])
 
     net = net.cpu().eval()
     threshold, valid_metrics = choose_threshold(
