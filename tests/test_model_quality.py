@@ -1,0 +1,98 @@
+"""What the committed model finds, through a real server, on test-split photos.
+
+The test split is recomputed from params.yaml and the dataset exactly as `data_split`
+makes it, so none of these photos were used for training or for choosing the threshold.
+
+Only the classes the model segments are asked for: the half-resolution CPU model misses
+most blowholes and cracks (test Dice 0.03 and 0.00, reports/evaluate/metrics.json), which
+a better model should fix and then add here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.server import REPO_ROOT
+from tests.service_fixtures import REAL_MODEL, TILE_DATA_DIR
+from training.data_split import stratified_split
+from training.params import load_params
+
+pytest_plugins = ["tests.service_fixtures"]
+pytestmark = pytest.mark.slow  # a real server
+
+DEFECT_CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
+# Dice of the mask for the test photo with the largest defect of each class, with margin:
+# the committed model scores 0.32, 0.88 and 0.95.
+MIN_DICE = {"Break": 0.25, "Fray": 0.75, "Uneven": 0.85}
+# Defect-free test tiles asked about (sorted ids, so always the same), and how many of
+# them may be flagged: the pipeline's goal of at most 5%. The committed model flags 1.
+CLEAN_TILES = 60
+MAX_CLEAN_FLAGGED = 3
+
+
+@pytest.fixture(scope="module")
+def test_split() -> dict[str, list[Path]]:
+    """Photo paths of the test split by class."""
+    classes = {
+        f"{path.parent.parent.name}/{path.stem}": path.parent.parent.name.removeprefix("MT_")
+        for path in TILE_DATA_DIR.glob("MT_*/Imgs/*.jpg")
+    }
+    split = load_params(REPO_ROOT / "params.yaml")["split"]
+    test_ids = stratified_split(
+        classes, split["seed"], split["test_fraction"], split["valid_fraction"]
+    )["test"]
+    by_class: dict[str, list[Path]] = {}
+    for image_id in test_ids:
+        folder, stem = image_id.split("/")
+        by_class.setdefault(classes[image_id], []).append(
+            TILE_DATA_DIR / folder / "Imgs" / f"{stem}.jpg"
+        )
+    return by_class
+
+
+def test_the_server_runs_the_committed_model(model_path: Path) -> None:
+    assert model_path == REAL_MODEL, "models/segmenter.onnx is missing; run `dvc repro` or pull it"
+
+
+@pytest.mark.parametrize("defect_class", sorted(MIN_DICE))
+def test_the_largest_defect_of_each_class_is_found(
+    client: httpx.Client, test_split: dict[str, list[Path]], defect_class: str
+) -> None:
+    photo = max(test_split[defect_class], key=lambda path: np.count_nonzero(_truth(path)))
+    response = client.post("/segment", files={"image": photo.read_bytes()})
+    assert response.status_code == 200, response.text
+    found = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE) > 0
+    truth = _truth(photo)
+    overlap = np.count_nonzero(found & truth)
+    assert overlap > 0, f"{photo.name}: no predicted pixel on the {defect_class} defect"
+    dice = 2 * overlap / (np.count_nonzero(found) + np.count_nonzero(truth))
+    assert dice >= MIN_DICE[defect_class], f"{photo.name}: Dice {dice:.3f}"
+
+
+def test_clean_tiles_stay_clean(client: httpx.Client, test_split: dict[str, list[Path]]) -> None:
+    flagged = [
+        photo.name
+        for photo in test_split["Free"][:CLEAN_TILES]
+        if client.post("/segment?format=json", files={"image": photo.read_bytes()}).json()[
+            "defective"
+        ]
+    ]
+    assert len(flagged) <= MAX_CLEAN_FLAGGED, f"defect-free tiles flagged: {flagged}"
+
+
+def test_info_reports_the_pipelines_test_metrics(client: httpx.Client) -> None:
+    reported = client.get("/info").json()["model"]["test_metrics"]
+    evaluated = json.loads((REPO_ROOT / "reports/evaluate/metrics.json").read_text())
+    assert reported["dice_defect"] == evaluated["dice_defect"]
+    assert reported["detection"]["auroc"] == evaluated["detection"]["auroc"]
+    assert set(reported["per_class_dice"]) == set(DEFECT_CLASSES)
+
+
+def _truth(photo: Path) -> np.ndarray:
+    return cv2.imread(str(photo.with_suffix(".png")), cv2.IMREAD_GRAYSCALE) >= 128
