@@ -95,7 +95,7 @@ def test_export_validates_the_onnx_file_and_embeds_metadata(project: Path) -> No
     evaluated = json.loads((project / "reports/evaluate/metrics.json").read_text())
     assert json.loads(segmenter.metadata["test_metrics"]) == evaluated
     assert json.loads(segmenter.metadata["training_params"])["train"]["epochs"] == 1
-    assert segmenter.policy.stride == 8
+    assert segmenter.policy.stride == 2 * 2**3  # model.downsample times 2 ** model.depth
 
 
 def test_onnx_file_is_git_tracked_and_locked(project: Path) -> None:
