@@ -138,8 +138,10 @@ def _to_gray(image: Image.Image) -> np.ndarray:
 
 def _cut_short(data: bytes, header: ImageHeader) -> bool:
     """A PNG missing its end chunk: Pillow stops reading once it has the pixels."""
+    if header.format != "PNG":
+        return False
     end = data.rfind(b"IEND")
-    return header.format == "PNG" and (end < 0 or len(data) < end + 8)
+    return end < 0 or len(data) < end + 8
 
 
 def _encode(image: Image.Image, image_format: str, **options: int) -> bytes:
