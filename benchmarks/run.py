@@ -37,7 +37,6 @@ from benchmarks.http_load import Upload, multipart_upload, run_load
 from benchmarks.inprocess import time_stages
 from benchmarks.model import ModelFiles, parity, resolve_model
 from benchmarks.servers import (
-    Launched,
     RssSampler,
     ServerSpec,
     cpu_seconds,
@@ -46,6 +45,7 @@ from benchmarks.servers import (
     rss_mb,
 )
 from benchmarks.tiles import TilePhoto, pick_tiles
+from harness.server import Server
 from service.segmenter import Segmenter, prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -217,8 +217,8 @@ def _serve_all(
         cold = []
         for attempt in range(starts):
             _log(f"{spec.name}: cold start {attempt + 1}/{starts}")
-            with launched(spec, upload, plan.startup_timeout) as server:
-                cold.append(server.cold_start_s)
+            with launched(spec, upload, plan.startup_timeout) as (server, cold_start_s):
+                cold.append(cold_start_s)
                 if attempt < starts - 1:
                     continue
                 # Load only the last start: the earlier ones measure starting alone.
@@ -231,9 +231,9 @@ def _serve_all(
 
 
 def _load_levels(
-    server: Launched, upload: Upload, plan: Plan, results: dict[str, Any], spec: ServerSpec
+    server: Server, upload: Upload, plan: Plan, results: dict[str, Any], spec: ServerSpec
 ) -> dict[str, Any]:
-    pid = server.process.pid
+    pid = server.pid
     memory = {"idle_rss_mb": round(rss_mb(pid), 1)}
     levels = {}
     for concurrency in CONCURRENCY:

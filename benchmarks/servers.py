@@ -8,9 +8,6 @@ bind and the first inference all count, as they do when a platform starts a cont
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,12 +16,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from benchmarks.http_load import Upload, post_once
-from service.config import ENVIRONMENT_VARIABLES
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from harness.server import REPO_ROOT, Server, launch
 
 
 @dataclass(frozen=True)
@@ -39,38 +33,25 @@ class ServerSpec:
     python: str = sys.executable  # the serving venv's interpreter runs what ships
 
 
-@dataclass
-class Launched:
-    spec: ServerSpec
-    process: subprocess.Popen[bytes]
-    port: int
-    cold_start_s: float
-    log_file: IO[bytes]
-
-    def log(self) -> str:
-        self.log_file.flush()
-        self.log_file.seek(0)
-        return self.log_file.read().decode(errors="replace")
-
-
 @contextmanager
-def launched(spec: ServerSpec, upload: Upload, startup_timeout: float) -> Iterator[Launched]:
-    """The server started and answering /segment; stopped with SIGTERM afterwards."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
-    env.update({"HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"})
-    env.update(spec.env or {})
-    command = [spec.python, "-m", spec.module, *spec.args]
-    with tempfile.TemporaryFile() as log_file:  # a file: a full pipe would stall the server
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            command, cwd=spec.cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
+def launched(
+    spec: ServerSpec, upload: Upload, startup_timeout: float
+) -> Iterator[tuple[Server, float]]:
+    """The server started and answering /segment, with its cold start in seconds; stopped
+    with SIGTERM afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as scratch:
+        server = launch(
+            Path(scratch) / "server.log",
+            args=("-m", spec.module, *spec.args),
+            python=spec.python,
+            cwd=spec.cwd,
+            **(spec.env or {}),
         )
         try:
-            cold_start = _first_segment(process, port, upload, started, startup_timeout, log_file)
-            yield Launched(spec, process, port, cold_start, log_file)
+            yield server, _first_segment(server, upload, startup_timeout)
         finally:
-            _stop(process)
+            server.stop()
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -116,45 +97,22 @@ class RssSampler:
             self._stop.wait(self.interval)
 
 
-def _first_segment(
-    process: subprocess.Popen[bytes],
-    port: int,
-    upload: Upload,
-    started: float,
-    timeout: float,
-    log_file: IO[bytes],
-) -> float:
-    deadline = started + timeout
+def _first_segment(server: Server, upload: Upload, timeout: float) -> float:
+    deadline = server.started_at + timeout
     while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            log_file.seek(0)
-            log = log_file.read().decode(errors="replace")
-            raise RuntimeError(f"the server exited with {process.returncode} at start:\n{log}")
+        if not server.running():
+            code = server.process.returncode
+            raise RuntimeError(f"the server exited with {code} at start:\n{server.log()}")
         try:
-            status, body = post_once(port, upload, timeout=max(0.1, deadline - time.perf_counter()))
+            remaining = max(0.1, deadline - time.perf_counter())
+            status, body = post_once(server.port, upload, timeout=remaining)
         except OSError:  # not listening yet
             time.sleep(0.005)
             continue
         if status == 200:
-            return time.perf_counter() - started
+            return time.perf_counter() - server.started_at
         raise RuntimeError(f"the first /segment answered {status}: {body[:200]!r}")
     raise RuntimeError(f"no 200 from /segment within {timeout} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _status_kb(pid: int, field: str) -> int:

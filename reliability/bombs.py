@@ -15,10 +15,11 @@ import httpx
 import numpy as np
 import psutil
 
+from harness.server import MB, Server, launch, wait_ready
 from reliability import corpus
-from reliability.harness import MB, Server, launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
+from reliability.server_log import shutdown_problems
 from reliability.uploads import IMAGE_PART, form
 
 REFUSAL_SECONDS = 0.5  # a refusal reads a header; half a second is already generous
@@ -46,8 +47,8 @@ def run(options: Options) -> CheckResult:
     # Quick mode lowers the limits so that images at the limit stay cheap to send.
     limit = 2_000_000 if options.quick else 25_000_000
     server = launch(
-        options.model_path,
         options.out_dir / "logs" / "bombs.log",
+        MODEL_PATH=str(options.model_path),
         MAX_IMAGE_PIXELS=str(limit),
         MAX_PIXELS_IN_FLIGHT=str(limit),
     )

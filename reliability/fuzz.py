@@ -22,10 +22,11 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
-from reliability.harness import Server, launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
+from reliability.server_log import shutdown_problems
 from reliability.uploads import (
     MULTIPART_VARIANTS,
     RAW_CONTENT_TYPES,
@@ -45,7 +46,7 @@ def run(options: Options) -> CheckResult:
     started = time.monotonic()
     seeds, special = _corpus(options)
     samples = seeds + special
-    server = launch(options.model_path, options.out_dir / "logs" / "fuzz.log")
+    server = launch(options.out_dir / "logs" / "fuzz.log", MODEL_PATH=str(options.model_path))
     try:
         wait_ready(server)
         result.rss_before_mb = server.rss_mb()

@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reliability.harness import SERVICE_COMMAND, free_port, get_status, service_environment
-from reliability.options import REPO_ROOT, Options
+from harness.server import get_status, launch
+from reliability.options import Options
 from reliability.report import CheckResult
 
 START_TIMEOUT_SECONDS = 30.0
@@ -71,7 +70,8 @@ def run(options: Options) -> CheckResult:
                 ("intact, MODEL_SHA256 set", options.model_path, {"MODEL_SHA256": digest}, False)
             )
         with ThreadPoolExecutor(2) as pool:
-            outcomes = list(pool.map(lambda case: _start(*case[1:3]), cases))
+            logs = [folder / f"start-{n}.log" for n in range(len(cases))]
+            outcomes = list(pool.map(_start, [c[1] for c in cases], [c[2] for c in cases], logs))
         if marker.exists():
             result.fail("the service unpickled the model file (the pickle's trap fired)")
     outcome_figures = {}
@@ -105,37 +105,19 @@ class _Trap:
         return os.mkdir, (str(self.marker),)
 
 
-def _start(model_path: Path, settings: dict[str, str]) -> tuple[bool, bool, str]:
-    """(refused: exited non-zero, ready: answered /ready 200, stderr) of one start."""
-    port = free_port()
-    environment = service_environment(
-        MODEL_PATH=str(model_path), HOST="127.0.0.1", PORT=str(port), **settings
-    )
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            list(SERVICE_COMMAND),
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        ready = False
-        while time.monotonic() < deadline and process.poll() is None:
-            if get_status(port, "/ready", timeout=1.0) == 200:
-                ready = True
-                break
-            time.sleep(0.05)
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        stderr.seek(0)
-        text = stderr.read().decode(errors="replace")
-    refused = not ready and process.returncode not in (0, -15)
-    return refused, ready, text
+def _start(model_path: Path, settings: dict[str, str], log_path: Path) -> tuple[bool, bool, str]:
+    """(refused: exited non-zero, ready: answered /ready 200, output) of one start."""
+    server = launch(log_path, MODEL_PATH=str(model_path), **settings)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    ready = False
+    while time.monotonic() < deadline and server.running():
+        if get_status(server.port, "/ready", timeout=1.0) == 200:
+            ready = True
+            break
+        time.sleep(0.05)
+    exit_code = server.stop()
+    refused = not ready and exit_code not in (0, -15)
+    return refused, ready, server.log()
 
 
 def _flip_weight_bit(model: bytes) -> bytes:

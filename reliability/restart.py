@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from harness.server import free_port, launch, wait_ready
 from reliability import corpus
-from reliability.harness import free_port, launch, log_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
+from reliability.server_log import log_problems
 
 READY_WITHIN_SECONDS = 2.0
 LOAD_CLIENTS = 4
@@ -30,7 +31,7 @@ def run(options: Options) -> CheckResult:
     port = free_port()
     logs = options.out_dir / "logs"
     photo = corpus.seed_samples(options.data_dir, 1, options.seed)[0].data
-    server = launch(options.model_path, logs / "restart-0.log", port=port)
+    server = launch(logs / "restart-0.log", port=port, MODEL_PATH=str(options.model_path))
     ready_after: list[float] = []
     windows: list[tuple[float, float]] = []  # (kill, ready) of each restart
     load = _Load()
@@ -49,7 +50,9 @@ def run(options: Options) -> CheckResult:
             server.kill()
             for line in log_problems(server.log()):
                 result.fail(f"server log before kill {number}: {line}")
-            server = launch(options.model_path, logs / f"restart-{number}.log", port=port)
+            server = launch(
+                logs / f"restart-{number}.log", port=port, MODEL_PATH=str(options.model_path)
+            )
             ready_after.append(wait_ready(server, timeout=30))
             windows.append((killed_at, time.monotonic()))
         time.sleep(LOAD_BEFORE_KILL_SECONDS)

@@ -8,7 +8,6 @@ import ast
 import json
 import os
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -18,10 +17,11 @@ import cv2
 import httpx
 import numpy as np
 
+from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
-from reliability.harness import Server, launch, log_problems, wait_ready
 from reliability.options import REPO_ROOT, Options
 from reliability.report import CheckResult
+from reliability.server_log import log_problems
 from reliability.uploads import FORM_TYPE, IMAGE_PART, TEXT_PART, form
 
 UNSAFE_MODULES = frozenset(
@@ -113,7 +113,9 @@ def run(options: Options) -> CheckResult:
     # The CORS servers start now, so that their start overlaps the audited uploads.
     logs = options.out_dir / "logs"
     cors_servers = {
-        origin: launch(options.model_path, logs / f"cors-{n}.log", CORS_ORIGINS=origin)
+        origin: launch(
+            logs / f"cors-{n}.log", MODEL_PATH=str(options.model_path), CORS_ORIGINS=origin
+        )
         for n, origin in enumerate(("https://line.example", "*"))
     }
     try:
@@ -138,10 +140,11 @@ def _audited_uploads(options: Options, scratch: Path, result: CheckResult) -> No
     temporary, report = scratch / "tmp", scratch / "audit.json"
     temporary.mkdir()
     server = launch(
-        options.model_path,
         options.out_dir / "logs" / "security.log",
-        command=(sys.executable, "-m", "reliability.audited_service"),
-        extra_env={"TMPDIR": str(temporary), "RELIABILITY_AUDIT_REPORT": str(report)},
+        args=("-m", "reliability.audited_service"),
+        MODEL_PATH=str(options.model_path),
+        TMPDIR=str(temporary),
+        RELIABILITY_AUDIT_REPORT=str(report),
     )
     try:
         wait_ready(server)

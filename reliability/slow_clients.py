@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from harness.server import launch, wait_ready
 from reliability import corpus
-from reliability.harness import launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
+from reliability.server_log import shutdown_problems
 
 TRICKLING_CLIENTS = 5
 TRICKLE_INTERVAL = 0.2  # seconds between bytes
@@ -51,7 +52,8 @@ def run(options: Options) -> CheckResult:
         settings["HEADER_TIMEOUT"] = str(options.budget.header_timeout)
     if options.budget.body_timeout is not None:
         settings["BODY_TIMEOUT"] = str(options.budget.body_timeout)
-    server = launch(options.model_path, options.out_dir / "logs" / "slow_clients.log", **settings)
+    log_path = options.out_dir / "logs" / "slow_clients.log"
+    server = launch(log_path, MODEL_PATH=str(options.model_path), **settings)
     photo = corpus.seed_samples(options.data_dir, 1, options.seed)[0].data
     cuts = _Cuts()
     normal: list[tuple[str, float]] = []

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
-from reliability.harness import Server, launch, shutdown_problems, wait_ready
 from reliability.options import Options
 from reliability.report import CheckResult
+from reliability.server_log import shutdown_problems
 from reliability.uploads import FORM_TYPE, IMAGE_PART, Upload, form, raw
 
 VALID_SHARE = 0.6
@@ -31,7 +32,7 @@ def run(options: Options) -> CheckResult:
     budget = options.budget
     started = time.monotonic()
     valid, invalid = _request_mix(options)
-    server = launch(options.model_path, options.out_dir / "logs" / "soak.log")
+    server = launch(options.out_dir / "logs" / "soak.log", MODEL_PATH=str(options.model_path))
     try:
         wait_ready(server)
         result.rss_before_mb = server.rss_mb()

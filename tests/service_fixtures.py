@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.server import REPO_ROOT, RunningServer, running_server
+from harness.server import REPO_ROOT, Server, serving
 from tests.stand_in_model import build_stand_in_model
 
 REAL_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
@@ -52,9 +52,10 @@ def tile(tile_jpeg: bytes) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def server(model_path: Path) -> Iterator[RunningServer]:
+def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
     # Room in the queue for the 24 simultaneous clients of the concurrency test.
-    with running_server(model_path, MAX_QUEUE="32") as running:
+    with serving(log_path, MODEL_PATH=str(model_path), MAX_QUEUE="32") as running:
         yield running
         exit_code = running.stop()
         log = running.log()
@@ -63,6 +64,6 @@ def server(model_path: Path) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
+def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30.0) as http_client:
         yield http_client

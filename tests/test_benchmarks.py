@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.server import REPO_ROOT, service_environment
+from harness.server import REPO_ROOT, service_environment
 
 pytestmark = pytest.mark.slow  # starts servers, takes about a minute
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.server import REPO_ROOT, free_port
 from scripts.lock_images import (
     CPU_LOCK,
     GPU_INPUT,
@@ -33,7 +34,6 @@ from scripts.lock_images import (
     gpu_requirements,
     pins,
 )
-from tests.server import REPO_ROOT, free_port
 from tests.stand_in_model import build_stand_in_model
 
 DOCKERFILE = REPO_ROOT / "docker/Dockerfile"

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.server import REPO_ROOT
+from harness.server import REPO_ROOT
 from tests.service_fixtures import REAL_MODEL, TILE_DATA_DIR
 from training.data_split import stratified_split
 from training.params import load_params

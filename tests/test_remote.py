@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import free_port
+from harness.server import free_port
 
 BUCKET = "tile-defects-dvc"
 

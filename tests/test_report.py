@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from harness.server import REPO_ROOT
 from scripts.make_report import CURVES_FILE, build_report, parse_tsv, plot_curves, read_curves
-from tests.server import REPO_ROOT
 
 DVC_YAML = """\
 metrics:

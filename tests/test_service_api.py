@@ -14,8 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
+from harness.server import REPO_ROOT, Server
 from service.segmenter import Segmenter
-from tests.server import REPO_ROOT, RunningServer, raw_exchange
+from tests.raw_http import raw_exchange
 
 pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow  # a real server
@@ -302,7 +303,7 @@ def test_wrong_method_and_unknown_route(client: httpx.Client) -> None:
     assert_error(client.get("/no/such/route"), 404, "POST /segment")
 
 
-def test_declared_length_over_the_limit_is_refused_before_the_body(server: RunningServer) -> None:
+def test_declared_length_over_the_limit_is_refused_before_the_body(server: Server) -> None:
     head = (
         b"POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
         b"Content-Length: 10000001\r\n\r\n"
@@ -312,7 +313,7 @@ def test_declared_length_over_the_limit_is_refused_before_the_body(server: Runni
     assert "10000000 bytes" in json.loads(body)["error"]
 
 
-def test_chunked_body_over_the_limit_is_refused_while_streaming(server: RunningServer) -> None:
+def test_chunked_body_over_the_limit_is_refused_while_streaming(server: Server) -> None:
     head = (
         b"POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from harness.server import REPO_ROOT, service_environment
 from service.app import create_app, load_segmenter
 from service.config import DEFAULT_MODEL_PATH, Settings, SettingsError
-from tests.server import REPO_ROOT, service_environment
 
 pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow  # starts processes

@@ -1,4 +1,8 @@
-"""The service as a real `python -m service` process on 127.0.0.1, and what we watch of it."""
+"""A server as a real subprocess on 127.0.0.1: `python -m service` unless told otherwise.
+
+Tests, benchmarks and the reliability checks all start the service this way, so each of
+them exercises what a container runs: the entry point, configured by its environment.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,10 @@ from pathlib import Path
 
 import psutil
 
-from reliability.options import REPO_ROOT
 from service.config import ENVIRONMENT_VARIABLES
 
-SERVICE_COMMAND = (sys.executable, "-m", "service")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICE_ARGS = ("-m", "service")
 MB = 1024 * 1024
 
 
@@ -28,7 +32,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
-    started_at: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.perf_counter)
 
     @property
     def base_url(self) -> str:
@@ -46,6 +50,7 @@ class Server:
         return psutil.Process(self.pid).memory_info().rss / MB
 
     def log(self) -> str:
+        """Everything the server printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def healthy(self, timeout: float = 5.0) -> bool:
@@ -70,46 +75,46 @@ class Server:
 
 
 def launch(
-    model_path: Path,
     log_path: Path,
     *,
+    args: Sequence[str] = SERVICE_ARGS,
+    python: str = sys.executable,
+    cwd: Path = REPO_ROOT,
     port: int | None = None,
-    command: Sequence[str] = SERVICE_COMMAND,
-    extra_env: dict[str, str] | None = None,
     **settings: str,
 ) -> Server:
-    """Start the service (not yet ready); `settings` are its environment variables."""
+    """Start `python *args` on 127.0.0.1 (not yet ready); `settings` are its environment
+    variables, on top of this environment without the service's own.
+    """
     port = port or free_port()
-    environment = service_environment(
-        MODEL_PATH=str(model_path), HOST="127.0.0.1", PORT=str(port), **settings
-    )
-    environment.update(extra_env or {})
+    environment = service_environment(HOST="127.0.0.1", PORT=str(port), **settings)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    started_at = time.perf_counter()
     # A file, not a pipe: a full pipe would block a chatty server mid-run.
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            list(command), cwd=REPO_ROOT, env=environment, stdout=log_file, stderr=log_file
+            [python, *args], cwd=cwd, env=environment, stdout=log_file, stderr=log_file
         )
-    return Server(process, port, log_path)
+    return Server(process, port, log_path, started_at)
 
 
 def wait_ready(server: Server, timeout: float = 60.0) -> float:
     """Seconds from the launch until GET /ready answered 200; raises if it never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
         if not server.running():
             raise RuntimeError(f"the server exited at start:\n{server.log()[-3000:]}")
         if get_status(server.port, "/ready", timeout=1.0) == 200:
-            return time.monotonic() - server.started_at
+            return time.perf_counter() - server.started_at
         time.sleep(0.01)  # fine-grained: the restart check measures this
     server.kill()
     raise RuntimeError(f"the server was not ready within {timeout} s:\n{server.log()[-3000:]}")
 
 
 @contextmanager
-def serving(model_path: Path, log_path: Path, **settings: str) -> Iterator[Server]:
-    """A ready server for the block, stopped with SIGTERM afterwards."""
-    server = launch(model_path, log_path, **settings)
+def serving(log_path: Path, **settings: str) -> Iterator[Server]:
+    """A ready service for the block, stopped with SIGTERM afterwards."""
+    server = launch(log_path, **settings)
     try:
         wait_ready(server)
         yield server
@@ -141,17 +146,3 @@ def get_status(port: int, path: str, timeout: float) -> int | None:
         return None
     finally:
         connection.close()
-
-
-def shutdown_problems(log: str, exit_code: int) -> list[str]:
-    """What a check reports about a server it stopped: failures in its log, a bad exit."""
-    problems = [f"server log: {line}" for line in log_problems(log)]
-    if exit_code != 0:
-        problems.append(f"the server exited with {exit_code} on SIGTERM")
-    return problems
-
-
-def log_problems(log: str) -> list[str]:
-    """Lines of a server log that show a request failing inside the server."""
-    markers = ("Traceback", "Exception in ASGI application", "Segmentation fault", "core dumped")
-    return [line for line in log.splitlines() if any(marker in line for marker in markers)]
