@@ -3,9 +3,9 @@
 The test split is recomputed from params.yaml and the dataset exactly as `data_split`
 makes it, so none of these photos were used for training or for choosing the threshold.
 
-Only the classes the model segments are asked for: the half-resolution CPU model misses
-most blowholes and cracks (test Dice 0.03 and 0.00, reports/evaluate/metrics.json), which
-a better model should fix and then add here.
+Blowholes are not asked for: the half-resolution CPU model misses most of them (test
+Dice 0.10, reports/evaluate/metrics.json), the largest test one included. A better model
+should fix that and then add them here.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ pytestmark = pytest.mark.slow  # a real server
 
 DEFECT_CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 # Dice of the mask for the test photo with the largest defect of each class, with margin:
-# the committed model scores 0.32, 0.88 and 0.95.
-MIN_DICE = {"Break": 0.25, "Fray": 0.75, "Uneven": 0.85}
+# the committed model scores 0.67, 0.19, 0.94 and 0.91.
+MIN_DICE = {"Break": 0.55, "Crack": 0.1, "Fray": 0.85, "Uneven": 0.8}
 # Defect-free test tiles asked about (sorted ids, so always the same), and how many of
-# them may be flagged: the pipeline's goal of at most 5%. The committed model flags 1.
+# them may be flagged: the pipeline's goal of at most 5%. The committed model flags 2.
 CLEAN_TILES = 60
 MAX_CLEAN_FLAGGED = 3
 

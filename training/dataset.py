@@ -56,11 +56,17 @@ class TrainCrops(Dataset):
     Defect-free tiles are most of the data while defects cover a few percent of the
     defect tiles, so crops are drawn with class-balanced weights and, for defect tiles,
     mostly around a defect pixel.
+
+    Tiles are first padded to the network stride exactly as the service pads a photo.
+    A network that never saw that padding in training took a tile's bottom edge followed
+    by its mirror image for a defect: of the 14 defect-free validation tiles it scored
+    above 0.95, 8 scored below that when cut to the stride instead of padded.
     """
 
     def __init__(
         self,
         tiles: list[Tile],
+        policy: InputPolicy,
         crop_size: int,
         defect_crop_fraction: float,
         class_balance: float,
@@ -75,6 +81,8 @@ class TrainCrops(Dataset):
         counts = {label: sum(t.label == label for t in tiles) for label in {t.label for t in tiles}}
         weights = np.array([counts[t.label] ** -class_balance for t in tiles])
         self.weights = weights / weights.sum()
+        self.images = [prepare(t.image, policy)[0][0, 0] for t in tiles]
+        self.masks = [prepare(t.mask, policy)[0][0, 0] for t in tiles]
         self.defect_pixels = [np.argwhere(t.mask) for t in tiles]
 
     def __len__(self) -> int:
@@ -87,8 +95,8 @@ class TrainCrops(Dataset):
         return torch.from_numpy(image[None].copy()), torch.from_numpy(mask[None].astype(np.float32))
 
     def _crop(self, which: int) -> tuple[np.ndarray, np.ndarray]:
-        size, tile = self.crop_size, self.tiles[which]
-        image, mask = _pad_to(tile.image, size), _pad_to(tile.mask, size)
+        size = self.crop_size
+        image, mask = _pad_to(self.images[which], size), _pad_to(self.masks[which], size)
         height, width = image.shape
         defects = self.defect_pixels[which]
         if len(defects) and self.rng.random() < self.defect_crop_fraction:
