@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -32,7 +32,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
-    started_at: float = field(default_factory=time.perf_counter)
+    started_at: float  # time.perf_counter() just before the process was spawned
 
     @property
     def base_url(self) -> str:
