@@ -48,7 +48,7 @@ def _one_pass(segmenter: Segmenter, data: bytes) -> dict[str, float]:
     prepared = clock()
     output = segmenter.runner(batch)
     inferred = clock()
-    segmentation = segmenter.postprocess(restore(output[0, 0], size, gray.shape))
+    segmentation = segmenter.postprocess(restore(output, size, gray.shape))
     postprocessed = clock()
     encode_png(segmentation.mask)
     encoded = clock()

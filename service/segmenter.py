@@ -29,25 +29,38 @@ class ModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class InputPolicy:
-    """How a photo of any size becomes a network input.
+    """How a photo of any size becomes a network input, and the output a probability map.
 
     Longer sides above `max_side` are scaled down first (memory grows with pixels);
     then the image is padded by reflection to a multiple of `stride`, the network's
     total downsampling, so a fully convolutional net sees the tile at native scale.
+    With `test_time_flip`, the photo flipped upside down is run in the same batch and
+    the two predictions are averaged: the model's threshold was chosen on that average.
     """
 
     stride: int
     max_side: int
+    test_time_flip: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({"mode": "pad", "stride": self.stride, "max_side": self.max_side})
+        return json.dumps(
+            {
+                "mode": "pad",
+                "stride": self.stride,
+                "max_side": self.max_side,
+                "test_time_flip": self.test_time_flip,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> InputPolicy:
         raw = json.loads(text)
         if raw.get("mode") != "pad":
             raise ValueError(f"input mode {raw.get('mode')!r} is not 'pad'")
-        return cls(stride=int(raw["stride"]), max_side=int(raw["max_side"]))
+        flip = raw.get("test_time_flip", False)
+        if not isinstance(flip, bool):
+            raise ValueError(f"test_time_flip {flip!r} is not true or false")
+        return cls(stride=int(raw["stride"]), max_side=int(raw["max_side"]), test_time_flip=flip)
 
 
 @dataclass(frozen=True)
@@ -141,8 +154,7 @@ class Segmenter:
         if image.ndim != 2 or image.dtype != np.uint8 or image.size == 0:
             raise ValueError("predict takes a non-empty 2-D uint8 grayscale image")
         batch, size = prepare(image, self.policy)
-        probability = self.runner(batch)[0, 0]
-        return restore(probability, size, image.shape)
+        return restore(self.runner(batch), size, image.shape)
 
     def segment(self, image: np.ndarray) -> Segmentation:
         """Predict, threshold, and drop regions smaller than `min_area` pixels."""
@@ -180,25 +192,49 @@ class Segmenter:
 
 
 def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[int, int]]:
-    """Scale down past `max_side`, pad to the stride; returns the batch and the unpadded size."""
+    """The network's input batch for one photo, and the photo's size before padding.
+
+    With `policy.test_time_flip` the batch holds two images: the photo, and the photo
+    flipped upside down. Each is padded at its own bottom, so the flipped one is not the
+    first one's mirror image and the pair sees every edge both with and without padding.
+    """
+    scaled = scale_down(image, policy)
+    padded = pad_to_stride(scaled, policy)
+    if policy.test_time_flip:
+        batch = np.stack([padded, pad_to_stride(scaled[::-1], policy)])
+    else:
+        batch = padded[np.newaxis]
+    return batch[:, np.newaxis], scaled.shape
+
+
+def restore(output: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """One probability map at the photo's own shape from the network's output for `prepare`'s
+    batch: flipped predictions turned back and averaged, padding cropped, scaled back up."""
+    height, width = size
+    probability = output[0, 0, :height, :width]
+    if len(output) == 2:
+        probability = (probability + output[1, 0, :height, :width][::-1]) / 2
+    if probability.shape != shape:
+        scaled = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))
+        probability = np.asarray(scaled.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    return np.ascontiguousarray(probability, dtype=np.float32)
+
+
+def scale_down(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """The photo scaled down so that its longer side is at most `policy.max_side`."""
     height, width = image.shape
     scale = min(1.0, policy.max_side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    if scale == 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+
+
+def pad_to_stride(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """Reflection padding at the bottom and right up to a multiple of `policy.stride`."""
     height, width = image.shape
     padding = ((0, -height % policy.stride), (0, -width % policy.stride))
-    padded = np.pad(image, padding, mode="reflect")
-    return padded[np.newaxis, np.newaxis], (height, width)
-
-
-def restore(probability: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
-    """Crop the padding away and scale back to the photo's own shape."""
-    cropped = probability[: size[0], : size[1]]
-    if cropped.shape != shape:
-        scaled = Image.fromarray(np.ascontiguousarray(cropped, dtype=np.float32))
-        cropped = np.asarray(scaled.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
-    return np.ascontiguousarray(cropped, dtype=np.float32)
+    return np.pad(image, padding, mode="reflect")
 
 
 def _open_session(path: Path, providers: Sequence[str] | None, intra_op_threads: int):

@@ -16,7 +16,9 @@ from onnx import TensorProto, helper, numpy_helper
 _OPSET = 17
 
 
-def build_stand_in_model(path: str | Path, threshold: float = 0.5, stride: int = 16) -> Path:
+def build_stand_in_model(
+    path: str | Path, threshold: float = 0.5, stride: int = 16, test_time_flip: bool = False
+) -> Path:
     """Write the stand-in model to `path` and return the path."""
     box = numpy_helper.from_array(np.full((1, 1, 3, 3), 1 / 9, np.float32), "box")
     offset = numpy_helper.from_array(np.array(128.0, np.float32), "offset")
@@ -39,7 +41,9 @@ def build_stand_in_model(path: str | Path, threshold: float = 0.5, stride: int =
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
     model.ir_version = 8  # readable by every onnxruntime the service supports
     metadata = {
-        "input_policy": json.dumps({"mode": "pad", "stride": stride, "max_side": 1024}),
+        "input_policy": json.dumps(
+            {"mode": "pad", "stride": stride, "max_side": 1024, "test_time_flip": test_time_flip}
+        ),
         "threshold": str(threshold),
         "min_area": "16",
         "model_version": "stand-in",

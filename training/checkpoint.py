@@ -28,7 +28,14 @@ class Trained:
 
     @property
     def policy(self) -> InputPolicy:
-        return InputPolicy(stride_of(self.model_params), self.model_params["max_side"])
+        return input_policy(self.model_params)
+
+
+def input_policy(model_params: dict[str, Any]) -> InputPolicy:
+    """How the service feeds a photo to the network that params.yaml's `model` describes."""
+    return InputPolicy(
+        stride_of(model_params), model_params["max_side"], model_params["test_time_flip"]
+    )
 
 
 def save_checkpoint(trained: Trained, mean: float, std: float, path: Path = CHECKPOINT) -> None:
@@ -50,7 +57,8 @@ def load_checkpoint(path: Path = CHECKPOINT) -> Trained:
     if not path.is_file():
         raise SystemExit(f"error: no checkpoint at {path}; run `dvc repro train` first.")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model_params = {**saved["model_params"], "pretrained": False}
-    net = build_net(model_params, saved["mean"], saved["std"])
+    # Checkpoints from before `test_time_flip` had their threshold chosen without it.
+    model_params = {"test_time_flip": False, **saved["model_params"]}
+    net = build_net({**model_params, "pretrained": False}, saved["mean"], saved["std"])
     net.load_state_dict(saved["state_dict"])
-    return Trained(net.eval(), saved["model_params"], saved["threshold"])
+    return Trained(net.eval(), model_params, saved["threshold"])

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from service.segmenter import InputPolicy, prepare
+from service.segmenter import InputPolicy, pad_to_stride, scale_down
 
 RAW_DIR = Path("data/raw")
 MANIFEST = Path("data/manifest.csv")
@@ -81,8 +81,8 @@ class TrainCrops(Dataset):
         counts = {label: sum(t.label == label for t in tiles) for label in {t.label for t in tiles}}
         weights = np.array([counts[t.label] ** -class_balance for t in tiles])
         self.weights = weights / weights.sum()
-        self.images = [prepare(t.image, policy)[0][0, 0] for t in tiles]
-        self.masks = [prepare(t.mask, policy)[0][0, 0] for t in tiles]
+        self.images = [as_served(t.image, policy) for t in tiles]
+        self.masks = [as_served(t.mask, policy) for t in tiles]
         self.defect_pixels = [np.argwhere(t.mask) for t in tiles]
 
     def __len__(self) -> int:
@@ -122,9 +122,8 @@ class WholeTiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         tile = self.tiles[index]
-        image, _ = prepare(tile.image, self.policy)
-        mask, _ = prepare(tile.mask, self.policy)
-        return torch.from_numpy(image[0]), torch.from_numpy(mask[0].astype(np.float32))
+        image, mask = as_served(tile.image, self.policy), as_served(tile.mask, self.policy)
+        return torch.from_numpy(image[None]), torch.from_numpy(mask[None].astype(np.float32))
 
 
 def augment(
@@ -143,6 +142,11 @@ def augment(
     mean = float(image.mean())
     image = np.clip((image.astype(np.float32) - mean) * contrast + mean + brightness, 0, 255)
     return image.astype(np.uint8), np.ascontiguousarray(mask)
+
+
+def as_served(array: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """A tile or mask scaled and padded as the service does before the network sees it."""
+    return pad_to_stride(scale_down(array, policy), policy)
 
 
 def pixel_stats(tiles: list[Tile]) -> tuple[float, float]:

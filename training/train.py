@@ -27,9 +27,9 @@ from torch.nn import functional as F
 
 from dvclive import Live
 from service.segmenter import InputPolicy
-from training.checkpoint import Trained, save_checkpoint
+from training.checkpoint import Trained, input_policy, save_checkpoint
 from training.dataset import TrainCrops, WholeTiles, load_tiles, pixel_stats
-from training.model import build_net, stride_of
+from training.model import build_net
 from training.params import load_params
 from training.scoring import predict_tiles, score_tiles, summarise, torch_segmenter
 
@@ -51,7 +51,7 @@ def train(params: dict[str, Any]) -> None:
     set_seed(hp["seed"], reproducible=True)
     train_tiles, valid_tiles = load_tiles("train"), load_tiles("valid")
     mean, std = pixel_stats(train_tiles)
-    policy = InputPolicy(stride_of(model_params), model_params["max_side"])
+    policy = input_policy(model_params)
     crops = TrainCrops(
         train_tiles,
         policy,
