@@ -46,7 +46,7 @@ def _one_pass(segmenter: Segmenter, data: bytes) -> dict[str, float]:
     decoded = clock()
     batch, size = prepare(gray, segmenter.policy)
     prepared = clock()
-    output = segmenter.runner(batch)
+    output = segmenter.infer(batch)
     inferred = clock()
     segmentation = segmenter.postprocess(restore(output, size, gray.shape))
     postprocessed = clock()

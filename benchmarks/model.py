@@ -59,7 +59,7 @@ def build_throwaway(folder: Path) -> ModelFiles:
 
     from export.export import write_onnx
     from service.segmenter import Segmenter
-    from training.checkpoint import Trained, save_checkpoint
+    from training.checkpoint import Trained, input_policy, save_checkpoint
     from training.model import build_net
     from training.params import load_params
 
@@ -67,13 +67,12 @@ def build_throwaway(folder: Path) -> ModelFiles:
     torch.manual_seed(0)
     model_params = {**params["model"], "pretrained": False}
     net = build_net(model_params, mean=110.0, std=40.0).eval()
-    trained = Trained(net, model_params, threshold=0.5)
+    trained = Trained(net, model_params)
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(trained, 110.0, 40.0, checkpoint_path)
     # write_onnx reads the policy, threshold and min_area from a reference Segmenter.
-    reference = Segmenter(
-        lambda batch: batch, trained.policy, 0.5, params["postprocess"]["min_area"]
-    )
+    policy = input_policy(model_params, params["calibrate"]["test_time_flip"])
+    reference = Segmenter(lambda batch: batch, policy, 0.5, params["postprocess"]["min_area"])
     partial = onnx_path.with_suffix(".partial.onnx")
     write_onnx(trained, reference, params, {"dice_defect": 0.0}, partial)
     partial.replace(onnx_path)

@@ -115,14 +115,13 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     results["inprocess"]["onnxruntime"] = _time_tiles(served, tiles, plan)
     from benchmarks.baselines import torch_segmenter
 
-    eager = torch_segmenter(model.checkpoint, served.min_area)
+    eager = torch_segmenter(model.checkpoint, served)
     batch, _ = prepare(_gray(tiles["typical"]), served.policy)
     results["meta"]["model"]["max_abs_diff_onnx_vs_torch"] = parity(
         served.runner, eager.runner, batch
     )
     results["meta"]["model"]["pytorch"] = eager.providers[0]
     results["inprocess"]["pytorch"] = _time_tiles(eager, tiles, plan)
-    served_min_area = served.min_area
     del served, eager  # their thread pools must not compete with the servers
     gc.collect()
 
@@ -137,7 +136,7 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
         ServerSpec(
             "pytorch",
             "benchmarks.torch_server",
-            args=["--checkpoint", str(model.checkpoint), "--min-area", str(served_min_area)],
+            args=["--checkpoint", str(model.checkpoint)],
             env={"MODEL_PATH": str(model.onnx)},
         ),
     ]
@@ -186,7 +185,8 @@ def _fastai_inprocess(
     _log("fastai: exporting the Learner, timing learn.predict in-process")
     trained = load_checkpoint(model.checkpoint)
     sources = [tile.path for tile in tiles.values()]
-    pkl = blog_learner.export_learner(trained.net, trained.threshold, sources, Path(folder))
+    threshold = Segmenter.from_onnx(model.onnx, providers=["CPUExecutionProvider"]).threshold
+    pkl = blog_learner.export_learner(trained.net, threshold, sources, Path(folder))
     learn = blog_learner.load(pkl)
     data = tiles["typical"].data
 

@@ -1,9 +1,10 @@
 """The service's own HTTP app with PyTorch eager in place of onnxruntime (a baseline only).
 
-`python -m benchmarks.torch_server --checkpoint models/checkpoint.pt --min-area 16`, with
-the service's environment variables (HOST, PORT, MODEL_PATH for /info) as for
-`python -m service`. Everything but the runner is the service's code, so the difference
-in latency, memory and start time is what torch costs against onnxruntime.
+`python -m benchmarks.torch_server --checkpoint models/checkpoint.pt`, with the service's
+environment variables (HOST, PORT, LOG_LEVEL) as for `python -m service`. MODEL_PATH names
+the ONNX file exported from that checkpoint: its input policy, threshold and metadata are
+served. Everything but the runner is the service's code, so the difference in latency,
+memory and start time is what torch costs against onnxruntime.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from service.config import Settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--min-area", type=int, required=True)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
 
     from benchmarks.baselines import torch_segmenter
     from service.app import create_app
+    from service.segmenter import Segmenter
 
-    segmenter = torch_segmenter(args.checkpoint, args.min_area)
+    served = Segmenter.from_onnx(settings.model_path, providers=["CPUExecutionProvider"])
+    segmenter = torch_segmenter(args.checkpoint, served)
     uvicorn.run(
         create_app(settings, segmenter),
         host=settings.host,

@@ -23,12 +23,13 @@ import torch
 from torch.export import Dim
 
 from service.segmenter import INPUT_NAME, OUTPUT_NAME, Segmenter, prepare
+from training.calibrate import served_segmenter
 from training.checkpoint import Trained, load_checkpoint
 from training.dataset import load_tiles
 from training.evaluate import REPORT_DIR
 from training.model import Probability
 from training.params import load_params
-from training.scoring import predict_tiles, score_tiles, summarise, torch_segmenter
+from training.scoring import predict_tiles, score_tiles, summarise
 
 MODEL_PATH = Path("models/segmenter.onnx")
 EXPORT_METRICS = Path("reports/export.json")
@@ -51,9 +52,7 @@ def export(params: dict[str, Any]) -> dict:
     """Write the ONNX file, validate it, and write the export metrics."""
     limits = params["export"]
     trained = load_checkpoint()
-    reference = torch_segmenter(
-        trained.net, trained.policy, trained.threshold, params["postprocess"]["min_area"]
-    )
+    reference = served_segmenter(trained)
     evaluated = json.loads((REPORT_DIR / "metrics.json").read_text())
     tiles = load_tiles("test")
 

@@ -7,7 +7,6 @@ metrics is the number the API delivers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import cc3d
 import numpy as np
 from PIL import Image
+
+from service.framing import InputPolicy, pad_to_stride, scale_down
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
@@ -25,42 +26,6 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 class ModelError(RuntimeError):
     """The model file is missing, unreadable or does not follow the ONNX contract."""
-
-
-@dataclass(frozen=True)
-class InputPolicy:
-    """How a photo of any size becomes a network input, and the output a probability map.
-
-    Longer sides above `max_side` are scaled down first (memory grows with pixels);
-    then the image is padded by reflection to a multiple of `stride`, the network's
-    total downsampling, so a fully convolutional net sees the tile at native scale.
-    With `test_time_flip`, the photo flipped upside down is run in the same batch and
-    the two predictions are averaged: the model's threshold was chosen on that average.
-    """
-
-    stride: int
-    max_side: int
-    test_time_flip: bool = False
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "mode": "pad",
-                "stride": self.stride,
-                "max_side": self.max_side,
-                "test_time_flip": self.test_time_flip,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> InputPolicy:
-        raw = json.loads(text)
-        if raw.get("mode") != "pad":
-            raise ValueError(f"input mode {raw.get('mode')!r} is not 'pad'")
-        flip = raw.get("test_time_flip", False)
-        if not isinstance(flip, bool):
-            raise ValueError(f"test_time_flip {flip!r} is not true or false")
-        return cls(stride=int(raw["stride"]), max_side=int(raw["max_side"]), test_time_flip=flip)
 
 
 @dataclass(frozen=True)
@@ -153,8 +118,13 @@ class Segmenter:
         """Defect probability (float32, [0, 1]) for each pixel of a 2-D uint8 image."""
         if image.ndim != 2 or image.dtype != np.uint8 or image.size == 0:
             raise ValueError("predict takes a non-empty 2-D uint8 grayscale image")
-        batch, size = prepare(image, self.policy)
-        return restore(self.runner(batch), size, image.shape)
+        views, size = prepare(image, self.policy)
+        return restore(self.infer(views), size, image.shape)
+
+    def infer(self, views: np.ndarray) -> np.ndarray:
+        """The network's output for `prepare`'s views, run one at a time: as one batch, two
+        views double the network's peak memory on a large photo for a 5-10% speed-up."""
+        return np.concatenate([self.runner(view[np.newaxis]) for view in views])
 
     def segment(self, image: np.ndarray) -> Segmentation:
         """Predict, threshold, and drop regions smaller than `min_area` pixels."""
@@ -192,10 +162,11 @@ class Segmenter:
 
 
 def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[int, int]]:
-    """The network's input batch for one photo, and the photo's size before padding.
+    """The network's inputs for one photo as a batch [views, 1, H, W], and the photo's size
+    before padding.
 
-    With `policy.test_time_flip` the batch holds two images: the photo, and the photo
-    flipped upside down. Each is padded at its own bottom, so the flipped one is not the
+    With `policy.test_time_flip` there are two views: the photo, and the photo flipped
+    upside down. Each is padded at its own bottom, so the flipped one is not the
     first one's mirror image and the pair sees every edge both with and without padding.
     """
     scaled = scale_down(image, policy)
@@ -209,7 +180,7 @@ def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[i
 
 def restore(output: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
     """One probability map at the photo's own shape from the network's output for `prepare`'s
-    batch: flipped predictions turned back and averaged, padding cropped, scaled back up."""
+    views: flipped predictions turned back and averaged, padding cropped, scaled back up."""
     height, width = size
     probability = output[0, 0, :height, :width]
     if len(output) == 2:
@@ -218,23 +189,6 @@ def restore(output: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -
         scaled = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))
         probability = np.asarray(scaled.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
     return np.ascontiguousarray(probability, dtype=np.float32)
-
-
-def scale_down(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
-    """The photo scaled down so that its longer side is at most `policy.max_side`."""
-    height, width = image.shape
-    scale = min(1.0, policy.max_side / max(height, width))
-    if scale == 1.0:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-
-
-def pad_to_stride(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
-    """Reflection padding at the bottom and right up to a multiple of `policy.stride`."""
-    height, width = image.shape
-    padding = ((0, -height % policy.stride), (0, -width % policy.stride))
-    return np.pad(image, padding, mode="reflect")
 
 
 def _open_session(path: Path, providers: Sequence[str] | None, intra_op_threads: int):

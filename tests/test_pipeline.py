@@ -73,6 +73,9 @@ def test_every_stage_writes_its_outputs(project: Path) -> None:
         line.split(",")[0] for line in manifest[1:]
     )
     assert (project / "models/checkpoint.pt").is_file()
+    calibration = json.loads((project / "reports/calibrate.json").read_text())
+    assert 0.0 < calibration["threshold"] < 1.0
+    assert calibration["min_area"] == 64 and calibration["test_time_flip"] is True
     assert len(list((project / "reports/evaluate/overlays").glob("*.jpg"))) == 4
     assert (project / "dvclive/metrics.json").is_file()
 
@@ -96,6 +99,9 @@ def test_export_validates_the_onnx_file_and_embeds_metadata(project: Path) -> No
     assert json.loads(segmenter.metadata["test_metrics"]) == evaluated
     assert json.loads(segmenter.metadata["training_params"])["train"]["epochs"] == 1
     assert segmenter.policy.stride == 2 * 2**3  # model.downsample times 2 ** model.depth
+    calibration = json.loads((project / "reports/calibrate.json").read_text())
+    assert segmenter.threshold == calibration["threshold"]
+    assert segmenter.policy.test_time_flip is calibration["test_time_flip"]
 
 
 def test_onnx_file_is_git_tracked_and_locked(project: Path) -> None:
@@ -118,10 +124,23 @@ def test_changed_evaluation_code_reruns_only_evaluate_and_export(project: Path) 
     assert ran == ["check_packages", "evaluate", "export"]
 
 
-def test_experiment_with_a_training_param_reruns_from_train(project: Path) -> None:
+def test_changed_inference_code_or_setting_does_not_retrain(project: Path) -> None:
     _run(project, "git", "commit", "-qam", "evaluation change")
+    segmenter = project / "service/segmenter.py"
+    segmenter.write_text(segmenter.read_text() + "\n# a change to inference code\n")
+    ran = _stages_run(_run(project, "dvc", "repro").stdout)
+    assert ran == ["check_packages", "calibrate", "evaluate", "export"]
+    output = _run(project, "dvc", "exp", "run", "-S", "calibrate.test_time_flip=false").stdout
+    assert _stages_run(output) == ["check_packages", "calibrate", "evaluate", "export"]
+    served = Segmenter.from_onnx(project / "models/segmenter.onnx")
+    assert served.policy.test_time_flip is False
+    _run(project, "git", "checkout", "--", "params.yaml")
+
+
+def test_experiment_with_a_training_param_reruns_from_train(project: Path) -> None:
+    _run(project, "git", "commit", "-qam", "inference change")
     output = _run(project, "dvc", "exp", "run", "-S", "train.lr=0.002").stdout
-    assert _stages_run(output) == ["check_packages", "train", "evaluate", "export"]
+    assert _stages_run(output) == ["check_packages", "train", "calibrate", "evaluate", "export"]
     experiments = json.loads(_run(project, "dvc", "exp", "show", "--json").stdout)
     assert experiments, "dvc exp show lists the workspace and the experiment"
     metrics = json.loads(_run(project, "dvc", "metrics", "show", "--json").stdout)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.segmenter import InputPolicy, Segmenter
+from service.framing import InputPolicy
+from service.segmenter import Segmenter
 from tests.stand_in_model import build_stand_in_model
 
 
@@ -24,7 +25,7 @@ def test_every_pixel_comes_back_where_it_was(shape: tuple[int, int], flip: bool)
     np.testing.assert_allclose(segmenter.predict(image), image / 255, atol=1e-6)
 
 
-def test_the_flipped_twin_runs_in_the_same_batch() -> None:
+def test_the_flipped_twin_runs_after_the_photo() -> None:
     batches = []
 
     def record(batch: np.ndarray) -> np.ndarray:
@@ -33,10 +34,11 @@ def test_the_flipped_twin_runs_in_the_same_batch() -> None:
 
     image = np.arange(37 * 20, dtype=np.uint8).reshape(37, 20)
     Segmenter(record, InputPolicy(16, 1024, test_time_flip=True), 0.5, 1).predict(image)
-    (batch,) = batches
-    assert batch.shape == (2, 1, 48, 32)
-    # Each image is padded at its own bottom, so the twin is the photo upside down there.
-    np.testing.assert_array_equal(batch[1, 0, :37, :20], image[::-1])
+    # One view per run, so a large photo needs the network's memory for one image only.
+    assert [batch.shape for batch in batches] == [(1, 1, 48, 32), (1, 1, 48, 32)]
+    np.testing.assert_array_equal(batches[0][0, 0, :37, :20], image)
+    # Each view is padded at its own bottom, so the twin is the photo upside down there.
+    np.testing.assert_array_equal(batches[1][0, 0, :37, :20], image[::-1])
 
 
 def test_photos_over_max_side_are_scaled_down_and_back() -> None:

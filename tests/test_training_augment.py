@@ -1,11 +1,12 @@
-"""Training augmentation: whatever it does to a crop, the mask must still cover the defect."""
+"""Training crops and augmentation: whatever they do, the mask must still cover the defect."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.dataset import augment
+from service.framing import InputPolicy
+from training.dataset import Tile, TrainCrops, augment
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -18,3 +19,25 @@ def test_the_mask_moves_with_the_image(seed: int) -> None:
     # Brightness and contrast drift shift the grey levels, never past the defect's contrast.
     dark = flipped < (int(flipped.max()) + int(flipped.min())) / 2
     np.testing.assert_array_equal(dark, moved.astype(bool))
+
+
+@pytest.mark.parametrize("shape", [(100, 150), (1500, 700)])
+def test_defect_crops_hold_the_defect_at_any_tile_size(shape: tuple[int, int]) -> None:
+    """Small tiles are padded up to the crop; large ones scaled down to `max_side` first."""
+    image = np.full(shape, 180, np.uint8)
+    top = shape[0] // 2
+    image[top : top + 40, -50:-10] = 20  # by the right edge, where padding begins
+    tile = Tile("t", "Blowhole", image, (image < 100).astype(np.uint8))
+    crops = TrainCrops(
+        [tile],
+        InputPolicy(stride=32, max_side=1024),
+        crop_size=128,
+        defect_crop_fraction=1.0,
+        class_balance=0.0,
+        length=20,
+        seed=0,
+    )
+    for index in range(len(crops)):
+        crop, mask = crops[index]
+        assert crop.shape == mask.shape == (1, 128, 128)
+        assert mask.sum() > 0

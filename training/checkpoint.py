@@ -1,6 +1,7 @@
-"""The training checkpoint: weights and what is needed to rebuild and serve them.
+"""The training checkpoint: weights and what is needed to rebuild them.
 
 Saved as plain tensors and numbers so it loads with `weights_only=True` (no pickle code).
+How the network is served (threshold, test-time flip) is the `calibrate` stage's choice.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.segmenter import InputPolicy
+from service.framing import InputPolicy
 from training.model import build_net, stride_of
 
 CHECKPOINT = Path("models/checkpoint.pt")
@@ -20,22 +21,15 @@ CHECKPOINT = Path("models/checkpoint.pt")
 
 @dataclass
 class Trained:
-    """A trained network with the input policy and threshold it was validated with."""
+    """A trained network and the `model` params it was built from."""
 
     net: nn.Module
     model_params: dict[str, Any]
-    threshold: float
-
-    @property
-    def policy(self) -> InputPolicy:
-        return input_policy(self.model_params)
 
 
-def input_policy(model_params: dict[str, Any]) -> InputPolicy:
+def input_policy(model_params: dict[str, Any], test_time_flip: bool) -> InputPolicy:
     """How the service feeds a photo to the network that params.yaml's `model` describes."""
-    return InputPolicy(
-        stride_of(model_params), model_params["max_side"], model_params["test_time_flip"]
-    )
+    return InputPolicy(stride_of(model_params), model_params["max_side"], test_time_flip)
 
 
 def save_checkpoint(trained: Trained, mean: float, std: float, path: Path = CHECKPOINT) -> None:
@@ -44,7 +38,6 @@ def save_checkpoint(trained: Trained, mean: float, std: float, path: Path = CHEC
         "model_params": trained.model_params,
         "mean": mean,
         "std": std,
-        "threshold": trained.threshold,
         "state_dict": trained.net.state_dict(),
     }
     temporary = path.with_suffix(".partial")
@@ -57,8 +50,7 @@ def load_checkpoint(path: Path = CHECKPOINT) -> Trained:
     if not path.is_file():
         raise SystemExit(f"error: no checkpoint at {path}; run `dvc repro train` first.")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    # Checkpoints from before `test_time_flip` had their threshold chosen without it.
-    model_params = {"test_time_flip": False, **saved["model_params"]}
+    model_params = saved["model_params"]
     net = build_net({**model_params, "pretrained": False}, saved["mean"], saved["std"])
     net.load_state_dict(saved["state_dict"])
-    return Trained(net.eval(), model_params, saved["threshold"])
+    return Trained(net.eval(), model_params)

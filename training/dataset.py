@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from service.segmenter import InputPolicy, pad_to_stride, scale_down
+from service.framing import InputPolicy, pad_to_stride, scale_down
 
 RAW_DIR = Path("data/raw")
 MANIFEST = Path("data/manifest.csv")
@@ -57,7 +57,8 @@ class TrainCrops(Dataset):
     defect tiles, so crops are drawn with class-balanced weights and, for defect tiles,
     mostly around a defect pixel.
 
-    Tiles are first padded to the network stride exactly as the service pads a photo.
+    Tiles are first padded to the network stride exactly as the service pads a photo
+    (and on to the crop size, the same way).
     A network that never saw that padding in training took a tile's bottom edge followed
     by its mirror image for a defect: of the 14 defect-free validation tiles it scored
     above 0.95, 8 scored below that when cut to the stride instead of padded.
@@ -81,9 +82,11 @@ class TrainCrops(Dataset):
         counts = {label: sum(t.label == label for t in tiles) for label in {t.label for t in tiles}}
         weights = np.array([counts[t.label] ** -class_balance for t in tiles])
         self.weights = weights / weights.sum()
-        self.images = [as_served(t.image, policy) for t in tiles]
-        self.masks = [as_served(t.mask, policy) for t in tiles]
-        self.defect_pixels = [np.argwhere(t.mask) for t in tiles]
+        self.images = [_at_least(as_served(t.image, policy), crop_size) for t in tiles]
+        self.masks = [_at_least(as_served(t.mask, policy), crop_size) for t in tiles]
+        # Padding is at the bottom and right, so the scaled mask's coordinates hold; its
+        # mirrored copies in the padding are not defects to centre a crop on.
+        self.defect_pixels = [np.argwhere(scale_down(t.mask, policy)) for t in tiles]
 
     def __len__(self) -> int:
         return self.length
@@ -96,7 +99,7 @@ class TrainCrops(Dataset):
 
     def _crop(self, which: int) -> tuple[np.ndarray, np.ndarray]:
         size = self.crop_size
-        image, mask = _pad_to(self.images[which], size), _pad_to(self.masks[which], size)
+        image, mask = self.images[which], self.masks[which]
         height, width = image.shape
         defects = self.defect_pixels[which]
         if len(defects) and self.rng.random() < self.defect_crop_fraction:
@@ -155,11 +158,10 @@ def pixel_stats(tiles: list[Tile]) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
-def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
+def _at_least(array: np.ndarray, size: int) -> np.ndarray:
+    """Reflection padding at the bottom and right, as the service pads, up to `size` a side."""
     height, width = array.shape
-    return cv2.copyMakeBorder(
-        array, 0, max(0, size - height), 0, max(0, size - width), cv2.BORDER_REFLECT_101
-    )
+    return np.pad(array, ((0, max(0, size - height)), (0, max(0, size - width))), mode="reflect")
 
 
 def _labels(manifest: Path) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Stage `evaluate`: score the trained network on the test split at original resolution.
 
-Run as `python -m training.evaluate`. The tiles go through the service's own
+Run as `python -m training.evaluate`, after `calibrate`. The tiles go through the service's own
 preprocessing and postprocessing (a Segmenter with a torch runner), uncropped.
 Writes metrics, ROC and per-class plot data, and overlay pictures for reports.
 """
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from service.segmenter import Segmenter
+from training.calibrate import served_segmenter
 from training.checkpoint import load_checkpoint
 from training.dataset import Tile, load_tiles
 from training.params import load_params
@@ -24,7 +25,6 @@ from training.scoring import (
     roc_points,
     score_tiles,
     summarise,
-    torch_segmenter,
 )
 
 REPORT_DIR = Path("reports/evaluate")
@@ -36,10 +36,7 @@ def main() -> None:
 
 def evaluate(params: dict[str, Any]) -> dict:
     """Write reports/evaluate/ and return the metrics."""
-    trained = load_checkpoint()
-    segmenter = torch_segmenter(
-        trained.net, trained.policy, trained.threshold, params["postprocess"]["min_area"]
-    )
+    segmenter = served_segmenter(load_checkpoint())
     tiles = load_tiles("test")
     probabilities = predict_tiles(segmenter, tiles)
     scores = score_tiles(segmenter, tiles, probabilities)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.segmenter import InputPolicy, Segmenter
+from service.framing import InputPolicy
+from service.segmenter import Segmenter
 from training.dataset import Tile
 from training.model import Probability
 

@@ -1,8 +1,8 @@
-"""Stage `train`: fit the network with a fastai Learner, then pick the threshold on validation.
+"""Stage `train`: fit the network with a fastai Learner.
 
 Run as `python -m training.train`; settings come from params.yaml (`model`, `train`,
-`postprocess`). Writes the checkpoint (weights only, loadable with weights_only=True),
-DVCLive's per-epoch curves and a small metrics file.
+`postprocess.min_area`). Writes the checkpoint (weights only, loadable with
+weights_only=True), DVCLive's per-epoch curves and the training time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from dvclive.fastai import DVCLiveCallback
 from fastai.callback import schedule  # noqa: F401  (adds Learner.fit_one_cycle)
@@ -26,18 +25,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from dvclive import Live
-from service.segmenter import InputPolicy
 from training.checkpoint import Trained, input_policy, save_checkpoint
 from training.dataset import TrainCrops, WholeTiles, load_tiles, pixel_stats
 from training.model import build_net
 from training.params import load_params
-from training.scoring import predict_tiles, score_tiles, summarise, torch_segmenter
 
 TRAIN_METRICS = Path("reports/train.json")
 LIVE_DIR = "dvclive"
-# Finer at the top, where a confident network's false alarms on defect-free tiles end.
-THRESHOLDS = np.round(np.concatenate([np.arange(0.2, 0.96, 0.05), [0.97, 0.98, 0.99]]), 2)
-MAX_FREE_FLAGGED = 0.05
 
 
 def main() -> None:
@@ -45,13 +39,14 @@ def main() -> None:
 
 
 def train(params: dict[str, Any]) -> None:
-    """Fit, choose the threshold on the validation tiles, and save the checkpoint."""
+    """Fit on the training tiles, follow the validation tiles, and save the checkpoint."""
     started = time.monotonic()
     hp, model_params = params["train"], params["model"]
     set_seed(hp["seed"], reproducible=True)
     train_tiles, valid_tiles = load_tiles("train"), load_tiles("valid")
     mean, std = pixel_stats(train_tiles)
-    policy = input_policy(model_params)
+    # Test-time flipping is how the trained network is served, not how it learns.
+    policy = input_policy(model_params, test_time_flip=False)
     crops = TrainCrops(
         train_tiles,
         policy,
@@ -83,38 +78,11 @@ def train(params: dict[str, Any]) -> None:
     with contextlib.nullcontext() if sys.stdout.isatty() else learn.no_bar():
         learn.fit_one_cycle(hp["epochs"], hp["lr"])
 
-    net = net.cpu().eval()
-    threshold, valid_metrics = choose_threshold(
-        net, policy, valid_tiles, params["postprocess"]["min_area"]
-    )
-    save_checkpoint(Trained(net, model_params, threshold), mean, std)
+    save_checkpoint(Trained(net.cpu().eval(), model_params), mean, std)
     TRAIN_METRICS.parent.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "threshold": threshold,
-        "valid": valid_metrics,
-        "train_minutes": round((time.monotonic() - started) / 60, 2),
-    }
-    TRAIN_METRICS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"threshold {threshold} chosen on validation: {json.dumps(valid_metrics)}")
-
-
-def choose_threshold(
-    net: nn.Module, policy: InputPolicy, tiles: list, min_area: int
-) -> tuple[float, dict]:
-    """The threshold with the best pooled Dice on validation among those that flag at most
-    5% of defect-free tiles (the strictest one if none does). The test split is never used.
-    """
-    segmenter = torch_segmenter(net, policy, threshold=0.5, min_area=min_area)
-    probabilities = predict_tiles(segmenter, tiles)
-    candidates = []
-    for threshold in THRESHOLDS:
-        segmenter.threshold = float(threshold)
-        metrics = summarise(score_tiles(segmenter, tiles, probabilities))
-        admissible = metrics["detection"]["free_flagged_rate"] <= MAX_FREE_FLAGGED
-        candidates.append((admissible, metrics["dice_all"], float(threshold), metrics))
-    admissible = [c for c in candidates if c[0]]
-    _, _, threshold, metrics = max(admissible) if admissible else candidates[-1]
-    return threshold, metrics
+    minutes = round((time.monotonic() - started) / 60, 2)
+    TRAIN_METRICS.write_text(json.dumps({"train_minutes": minutes}, indent=2) + "\n")
+    print(f"trained in {minutes} min")
 
 
 class DefectLoss(nn.Module):
