@@ -1,12 +1,13 @@
-"""The network wrapper: at half resolution, every pixel of the photo still reaches the net."""
+"""The networks: every pixel reaches the net at half resolution; every profile builds offline."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.model import Downsampled
+from training.model import Downsampled, Probability, build_net
 
 
 class Recorder(nn.Module):
@@ -27,3 +28,14 @@ def test_a_one_pixel_pattern_reaches_the_network_intact() -> None:
     assert body.seen is not None and body.seen.shape == (1, 4, 4, 6)
     torch.testing.assert_close(F.pixel_shuffle(body.seen, 2), image)
     assert logits.shape == image.shape
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_the_gpu_profile_network_builds_offline_and_keeps_the_photo_size(downsample: int) -> None:
+    params = {"arch": "resnet34", "pretrained": False, "downsample": downsample}
+    net = build_net(params, mean=110.0, std=40.0).eval()
+    photo = torch.randint(0, 256, (2, 1, 64 * downsample, 96 * downsample), dtype=torch.uint8)
+    with torch.inference_mode():
+        probability = Probability(net)(photo)
+    assert probability.shape == photo.shape
+    assert float(probability.min()) >= 0.0 and float(probability.max()) <= 1.0
