@@ -41,7 +41,9 @@ COPY models/segmenter.onnx /app/models/segmenter.onnx
 # rather than piling decoded images into memory. Heroku sets PORT; its config vars
 # override any of these (heroku config:set MAX_QUEUE=8). Images are capped at 4 MP: one
 # at the service's 25 MP default takes ~0.9 GB to segment, more than a small dyno has,
-# and the largest tile in the dataset is 0.25 MP.
+# and the largest tile in the dataset is 0.25 MP. glibc gives each thread that allocates
+# its own malloc arena and keeps freed memory there: after the reliability fuzz run (6,000
+# inputs up to 25 MP) the server held 457 MiB with the default arenas, 322 MiB with two.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -52,6 +54,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     INFERENCE_THREADS=2 \
     MAX_QUEUE=4 \
     MAX_IMAGE_PIXELS=4000000 \
+    MALLOC_ARENA_MAX=2 \
     LOG_LEVEL=info
 
 USER 10001:10001
