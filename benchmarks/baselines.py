@@ -22,11 +22,6 @@ def torch_segmenter(checkpoint: Path, served: Segmenter) -> Segmenter:
 
     trained = load_checkpoint(checkpoint)
     eager = scoring.torch_segmenter(trained.net, served.policy, served.threshold, served.min_area)
-    return Segmenter(
-        eager.runner,
-        served.policy,
-        served.threshold,
-        served.min_area,
-        metadata={"model_version": "pytorch-eager"},
-        providers=[f"torch {torch.__version__} eager CPU, {torch.get_num_threads()} threads"],
-    )
+    eager.metadata = {"model_version": "pytorch-eager"}
+    eager.providers = [f"torch {torch.__version__} eager CPU, {torch.get_num_threads()} threads"]
+    return eager

@@ -122,6 +122,7 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     )
     results["meta"]["model"]["pytorch"] = eager.providers[0]
     results["inprocess"]["pytorch"] = _time_tiles(eager, tiles, plan)
+    threshold = served.threshold
     del served, eager  # their thread pools must not compete with the servers
     gc.collect()
 
@@ -145,7 +146,9 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
             skipped = {"skipped": "--quick skips the fastai baseline"}
             results["inprocess"]["fastai"] = results["http"]["fastai"] = skipped
         else:
-            pkl, results["inprocess"]["fastai"] = _fastai_inprocess(model, tiles, plan, folder)
+            pkl, results["inprocess"]["fastai"] = _fastai_inprocess(
+                model, threshold, tiles, plan, folder
+            )
             specs.append(ServerSpec("fastai", "benchmarks.blog_server", args=["--learner", pkl]))
         _serve_all(specs, upload, plan, results)
 
@@ -175,9 +178,10 @@ def _time_tiles(segmenter: Segmenter, tiles: dict[str, TilePhoto], plan: Plan) -
 
 
 def _fastai_inprocess(
-    model: ModelFiles, tiles: dict[str, TilePhoto], plan: Plan, folder: str
+    model: ModelFiles, threshold: float, tiles: dict[str, TilePhoto], plan: Plan, folder: str
 ) -> tuple[str, dict[str, Any]]:
-    """Export the blog-style Learner and time learn.predict in-process on the typical tile."""
+    """Export the blog-style Learner, with the served model's threshold, and time
+    learn.predict in-process on the typical tile."""
     from benchmarks import blog_learner
     from benchmarks.stats import summarise_ms
     from training.checkpoint import load_checkpoint
@@ -185,7 +189,6 @@ def _fastai_inprocess(
     _log("fastai: exporting the Learner, timing learn.predict in-process")
     trained = load_checkpoint(model.checkpoint)
     sources = [tile.path for tile in tiles.values()]
-    threshold = Segmenter.from_onnx(model.onnx, providers=["CPUExecutionProvider"]).threshold
     pkl = blog_learner.export_learner(trained.net, threshold, sources, Path(folder))
     learn = blog_learner.load(pkl)
     data = tiles["typical"].data

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     served = Segmenter.from_onnx(settings.model_path, providers=["CPUExecutionProvider"])
     segmenter = torch_segmenter(args.checkpoint, served)
+    del served  # its onnxruntime session must not count in the baseline's memory
     uvicorn.run(
         create_app(settings, segmenter),
         host=settings.host,
