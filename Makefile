@@ -1,24 +1,30 @@
-# The project's everyday commands. Each uses the virtual environment in .venv.
+# The project's everyday commands. Each uses the virtual environment in .venv, and builds
+# or refreshes it first when it is missing or a requirements file changed.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Written after a complete install: an interrupted one is redone on the next command.
+INSTALLED := $(VENV)/.installed
 
-.PHONY: setup serve test lint repro
+.PHONY: setup serve test repro
 
-setup: ## create .venv with the pipeline, the service and the test tools
+setup: $(INSTALLED) ## create or refresh .venv with the pipeline, the service and the test tools
+
+$(INSTALLED): requirements/serve.txt requirements/train.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -r requirements/dev.txt
+	touch $@
 
-serve: ## run the API on $$PORT (default 8000) with models/segmenter.onnx
+serve: $(INSTALLED) ## run the API on $$PORT (default 8000) with models/segmenter.onnx
 	$(BIN)/python -m service
 
-test: ## lint, then every test (the same command CI runs)
+test: $(INSTALLED) ## lint, then every test (the same command CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-repro: ## run the DVC pipeline: dataset -> trained, evaluated, exported model
+repro: $(INSTALLED) ## run the DVC pipeline: dataset -> trained, evaluated, exported model
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 .PHONY: report lock-images dockerfile-copy

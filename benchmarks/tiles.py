@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.dataset import DatasetError, tile_dataset
 from service.imaging import read_header
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -29,16 +27,12 @@ class TilePhoto:
         }
 
 
-def dataset_dir() -> Path:
-    """The read-only dataset beside the repo, or TILE_DATA_DIR."""
-    return Path(
-        os.environ.get("TILE_DATA_DIR") or REPO_ROOT.parent / "shared/data/magnetic-tile-defects"
-    )
-
-
 def pick_tiles(folder: Path | None = None) -> dict[str, TilePhoto]:
     """The photos with the fewest, the median and the most pixels, keyed small/typical/large."""
-    folder = folder or dataset_dir()
+    try:
+        folder = folder or tile_dataset()
+    except DatasetError as error:
+        raise SystemExit(f"error: {error}") from None
     paths = sorted(folder.glob("MT_*/Imgs/*.jpg"))
     if not paths:
         raise SystemExit(f"error: no tile photos under {folder}; set TILE_DATA_DIR")

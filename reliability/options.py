@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def default_data_dir() -> Path:
-    """The shared dataset beside the repository, or TILE_DATA_DIR."""
-    override = os.environ.get("TILE_DATA_DIR")
-    return Path(override) if override else REPO_ROOT.parent / "shared/data/magnetic-tile-defects"
 
 
 @dataclass(frozen=True)

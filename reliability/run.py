@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.dataset import DatasetError, tile_dataset
 from reliability.options import (
     DEFAULT_MODEL,
     FULL,
     QUICK,
     RESULTS_DIR,
     Options,
-    default_data_dir,
 )
 from reliability.report import CheckResult, machine_description, summary_markdown, write_report
 
@@ -52,9 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        try:
+            data_dir = arguments.data_dir or tile_dataset()
+        except DatasetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         options = Options(
             model_path=model_path.resolve(),
-            data_dir=arguments.data_dir,
+            data_dir=data_dir,
             out_dir=arguments.out,
             quick=arguments.quick,
             seed=arguments.seed,
@@ -109,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stand-in", action="store_true", help="use the tests' stand-in model (no training)"
     )
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument(
+        "--data-dir", type=Path, help="the dataset (default: TILE_DATA_DIR or the download cache)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
     parser.add_argument("--seed", type=int, default=Options.seed)
     parser.add_argument("--only", nargs="+", choices=CHECKS, help="run only these checks")

@@ -1,12 +1,12 @@
 """Shared fixtures: small real copies of the Magnetic Tile Defect dataset, zips, an HTTP server.
 
-The full dataset sits read-only in `../shared/data/magnetic-tile-defects` beside the repo
-(override with TILE_DATA_DIR); tests copy the few files they need into tmp_path.
+The full dataset comes from the project's locator (TILE_DATA_DIR, else the per-user cache
+that the pipeline's own download code fills); tests copy the few files they need into
+tmp_path and never write to it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import zipfile
@@ -17,11 +17,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA_DIR = Path(
-    os.environ.get("TILE_DATA_DIR")
-    or Path(__file__).resolve().parents[2] / "shared/data/magnetic-tile-defects"
-)
-CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Free", "Uneven")
+from harness.dataset import CLASSES, DatasetError, tile_dataset
+
 GITHUB_TOP_FOLDER = "Magnetic-tile-defect-datasets.-master"
 """The single top folder of the public archive that GitHub serves."""
 
@@ -29,12 +26,10 @@ GITHUB_TOP_FOLDER = "Magnetic-tile-defect-datasets.-master"
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The full read-only dataset in its original layout: MT_<Class>/Imgs/<name>.jpg|png."""
-    if not all((SHARED_DATA_DIR / f"MT_{name}" / "Imgs").is_dir() for name in CLASSES):
-        pytest.fail(
-            f"the dataset is not at {SHARED_DATA_DIR}; put ../shared beside the repo "
-            "or set TILE_DATA_DIR to the magnetic-tile-defects folder"
-        )
-    return SHARED_DATA_DIR
+    try:
+        return tile_dataset()
+    except DatasetError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture

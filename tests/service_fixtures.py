@@ -6,7 +6,6 @@ that follows the same contract, so the same tests hold for the real model.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +18,6 @@ from harness.server import REPO_ROOT, Server, serving
 from tests.stand_in_model import build_stand_in_model
 
 REAL_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
-TILE_DATA_DIR = Path(
-    os.environ.get("TILE_DATA_DIR")
-    or Path(__file__).resolve().parents[2] / "shared/data/magnetic-tile-defects"
-)
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +28,8 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tile_paths() -> list[Path]:
-    paths = sorted(TILE_DATA_DIR.glob("MT_*/Imgs/*.jpg"))
-    if not paths:
-        pytest.fail(f"no tile photos under {TILE_DATA_DIR}; set TILE_DATA_DIR to the dataset")
-    return paths
+def tile_paths(shared_data_dir: Path) -> list[Path]:
+    return sorted(shared_data_dir.glob("MT_*/Imgs/*.jpg"))
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,6 @@ DOCKERFILE = REPO_ROOT / "docker/Dockerfile"
 GPU_DOCKERFILE = REPO_ROOT / "docker/Dockerfile.gpu"
 SMOKE_TEST = REPO_ROOT / "docker/smoke_test.py"
 REAL_MODEL = REPO_ROOT / "models/segmenter.onnx"
-TILE_DATA_DIR = Path(
-    os.environ.get("TILE_DATA_DIR") or REPO_ROOT.parent / "shared/data/magnetic-tile-defects"
-)
 TRAINING_PACKAGES = ("torch", "torchvision", "fastai", "dvc", "dvclive", "onnx", "onnxscript")
 # The benchmark's goal. Measured 215 MB: onnxruntime 78, numpy 73, Pillow 23, cc3d 19,
 # uvloop 14; the rest is small. (With OpenCV in place of Pillow and cc3d it was 329 MB.)
@@ -131,11 +128,8 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def real_tile() -> Path:
-    tiles = sorted(TILE_DATA_DIR.glob("MT_Blowhole/Imgs/*.jpg"))
-    if not tiles:
-        pytest.fail(f"no tile photos under {TILE_DATA_DIR}; set TILE_DATA_DIR")
-    return tiles[0]
+def real_tile(shared_data_dir: Path) -> Path:
+    return sorted(shared_data_dir.glob("MT_Blowhole/Imgs/*.jpg"))[0]
 
 
 def test_locks_pin_exactly_requirements_serve_txt() -> None:

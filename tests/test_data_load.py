@@ -19,11 +19,20 @@ import numpy as np
 import pytest
 
 from training.data_load import MANIFEST_HEADER, DatasetError, ManifestRow, load_dataset, main
+from training.dataset_source import DATA_DIR_VARIABLE, fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Free", "Uneven")
 GITHUB_TOP_FOLDER = "Magnetic-tile-defect-datasets.-master"
 THRESHOLD = 128
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Archives unpack into the test's own cache, and no TILE_DATA_DIR overrides the source."""
+    monkeypatch.delenv(DATA_DIR_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def run(source: Path | str, root: Path, threshold: int = THRESHOLD, **kwargs) -> list[ManifestRow]:
@@ -242,7 +251,7 @@ def test_refuses_url_not_found(
     tmp_path: Path, dataset_zip: Path, http_serve: Callable[[Path], str]
 ) -> None:
     url = f"{http_serve(dataset_zip.parent)}/missing.zip"
-    assert_refused(url, tmp_path / "out", f"download of {url} failed with HTTP 404")
+    assert_refused(url, tmp_path / "out", f"could not download {url}: HTTP 404")
 
 
 def test_refuses_url_without_server(tmp_path: Path, http_serve: Callable[[Path], str]) -> None:
@@ -251,7 +260,7 @@ def test_refuses_url_without_server(tmp_path: Path, http_serve: Callable[[Path],
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/master.zip"
-    assert_refused(url, tmp_path / "out", f"download of {url} failed (", "refused")
+    assert_refused(url, tmp_path / "out", f"could not download {url}: ", "refused", "TILE_DATA_DIR")
 
 
 def test_refuses_url_that_times_out(tmp_path: Path, http_serve: Callable[[Path], str]) -> None:
@@ -261,7 +270,7 @@ def test_refuses_url_that_times_out(tmp_path: Path, http_serve: Callable[[Path],
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/master.zip"
         assert_refused(
-            url, tmp_path / "out", f"download of {url} failed (", "timed out", timeout=0.3
+            url, tmp_path / "out", f"could not download {url}: ", "timed out", timeout=0.3
         )
 
 
@@ -302,10 +311,11 @@ def test_good_run_replaces_previous_output(
 
 
 def test_main_writes_the_outputs(
-    tmp_path: Path, dataset_zip: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dataset_dir: Path, dataset_zip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "params.yaml").write_text(
         f"data:\n  source: {dataset_zip}\n  mask_threshold: 128\n"
+        f"  fingerprint: {fingerprint(dataset_dir)}\n"
     )
     monkeypatch.chdir(tmp_path)
     main()
@@ -315,11 +325,13 @@ def test_main_writes_the_outputs(
 
 def test_main_reports_error_and_exits_1(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    (tmp_path / "params.yaml").write_text(f"data:\n  source: {missing}\n  mask_threshold: 128\n")
+    (tmp_path / "params.yaml").write_text(
+        f"data:\n  source: {missing}\n  mask_threshold: 128\n  fingerprint: 0\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "training.data_load"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # without TILE_DATA_DIR (fixture)
         capture_output=True,
         text=True,
         timeout=120,

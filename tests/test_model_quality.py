@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 
 from harness.server import REPO_ROOT
-from tests.service_fixtures import REAL_MODEL, TILE_DATA_DIR
 from training.data_split import stratified_split
 from training.params import load_params
 
 pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow  # a real server
+
+REAL_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
 
 DEFECT_CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 # Dice of the mask for the test photo with the largest defect of each class, with margin:
@@ -36,11 +37,11 @@ MAX_CLEAN_FLAGGED = 3
 
 
 @pytest.fixture(scope="module")
-def test_split() -> dict[str, list[Path]]:
+def test_split(shared_data_dir: Path) -> dict[str, list[Path]]:
     """Photo paths of the test split by class."""
     classes = {
         f"{path.parent.parent.name}/{path.stem}": path.parent.parent.name.removeprefix("MT_")
-        for path in TILE_DATA_DIR.glob("MT_*/Imgs/*.jpg")
+        for path in shared_data_dir.glob("MT_*/Imgs/*.jpg")
     }
     split = load_params(REPO_ROOT / "params.yaml")["split"]
     test_ids = stratified_split(
@@ -50,7 +51,7 @@ def test_split() -> dict[str, list[Path]]:
     for image_id in test_ids:
         folder, stem = image_id.split("/")
         by_class.setdefault(classes[image_id], []).append(
-            TILE_DATA_DIR / folder / "Imgs" / f"{stem}.jpg"
+            shared_data_dir / folder / "Imgs" / f"{stem}.jpg"
         )
     return by_class
 

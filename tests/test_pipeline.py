@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from service.segmenter import Segmenter
+from training.dataset_source import DATA_DIR_VARIABLE, fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = (
@@ -52,6 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> 
     _copy_subset(shared_data_dir, dataset)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["source"] = str(dataset)
+    params["data"]["fingerprint"] = fingerprint(dataset)
     for section, values in SMALL_RUN.items():
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -170,8 +172,9 @@ def _stages_run(output: str) -> list[str]:
 
 
 def _run(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    # The subset in params.yaml's data.source, not the full dataset that CI names.
     environment = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != DATA_DIR_VARIABLE},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "test",

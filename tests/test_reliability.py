@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from reliability import corpus, mutate, security
-from reliability.options import QUICK, RESULTS_DIR, Options, default_data_dir
+from reliability.options import QUICK, RESULTS_DIR, Options
 from reliability.report import CheckResult, machine_description, write_report
 from reliability.run import CHECKS, print_progress, run_checks
 from service.config import Settings, SettingsError
@@ -27,11 +27,10 @@ pytest_plugins = ["tests.service_fixtures"]
 
 
 @pytest.fixture(scope="module")
-def quick_run(model_path: Path) -> Iterator[dict[str, CheckResult]]:
-    data_dir = default_data_dir()
-    if not (data_dir / "MT_Blowhole" / "Imgs").is_dir():
-        pytest.skip(f"no dataset at {data_dir}; set TILE_DATA_DIR")
-    options = Options(model_path=model_path, data_dir=data_dir, out_dir=RESULTS_DIR, budget=QUICK)
+def quick_run(model_path: Path, shared_data_dir: Path) -> Iterator[dict[str, CheckResult]]:
+    options = Options(
+        model_path=model_path, data_dir=shared_data_dir, out_dir=RESULTS_DIR, budget=QUICK
+    )
     results = run_checks(options, CHECKS, print_progress)
     meta = {
         "mode": "quick",

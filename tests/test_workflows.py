@@ -27,6 +27,7 @@ DOCUMENTED_SECRETS = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "REPO_TOKEN",
+    "DVC_STUDIO_TOKEN",
 }
 
 
@@ -37,11 +38,14 @@ def _load(name: str) -> dict[str, Any]:
     return workflow
 
 
+def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every step of every job, in order."""
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
 def _runs(workflow: dict[str, Any]) -> str:
     """Every `run:` script of every job, in order."""
-    return "\n".join(
-        step.get("run", "") for job in workflow["jobs"].values() for step in job.get("steps", [])
-    )
+    return "\n".join(step.get("run", "") for step in _steps(workflow))
 
 
 def test_actionlint_passes() -> None:
@@ -69,7 +73,8 @@ def test_tests_run_on_every_push_and_pull_request_with_the_ci_command() -> None:
     assert workflow["on"]["push"] is None, "every branch, no filter"
     runs = _runs(workflow)
     assert "bash .ci/run" in runs
-    assert "../shared/data/magnetic-tile-defects" in runs, "the dataset beside the checkout"
+    cached = [step["with"]["path"] for step in _steps(workflow) if "cache" in step.get("uses", "")]
+    assert "~/.cache/tile-defects" in cached, "the locator's download cache is kept across runs"
 
 
 def test_experiments_train_on_a_cml_gpu_runner_and_report_on_the_pull_request() -> None:
@@ -94,6 +99,7 @@ def test_experiments_train_on_a_cml_gpu_runner_and_report_on_the_pull_request() 
     assert -1 not in positions, dict(zip(order, positions, strict=True))
     assert positions == sorted(positions), "pull, train, push, then report"
     assert "--base" in runs
+    assert train["env"]["DVC_STUDIO_TOKEN"] == "${{ secrets.DVC_STUDIO_TOKEN }}", "live metrics"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,11 @@
 """Stage data_load: the Magnetic Tile Defect dataset as images, binary masks and a manifest.
 
-The source (params.yaml `data.source`) is an http(s) URL of a zip archive, a local zip or
-a local folder; each holds `MT_<Class>/Imgs/<name>.jpg` with same-named `.png` masks at
-its top or one level down. The output is the same bytes whichever kind of source it was:
+The dataset comes from the project's locator (training/dataset_source.py): `TILE_DATA_DIR`
+when set, else params.yaml's `data.source` (the public archive's URL by default, a local
+zip or a local folder), unpacked once into a per-user cache. Each holds
+`MT_<Class>/Imgs/<name>.jpg` with same-named `.png` masks at its top or one level down.
+Its content must have params.yaml's `data.fingerprint`, so the pipeline reruns when the
+data changes and not when it moves. The output is the same bytes wherever it came from:
 
     data/raw/MT_<Class>/<name>.jpg   the original JPEG, unchanged
     data/raw/MT_<Class>/<name>.png   the mask: 255 where >= data.mask_threshold, else 0
@@ -15,18 +18,11 @@ failed run leaves the previous output, if any, exactly as it was.
 from __future__ import annotations
 
 import csv
-import http.client
 import logging
 import os
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
-import zipfile
-import zlib
-from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -34,22 +30,23 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from training.dataset_source import (
+    DOWNLOAD_TIMEOUT_S,
+    DatasetError,
+    Describe,
+    class_dirs,
+    fingerprint,
+    locate_dataset,
+    unpack,
+)
 from training.params import load_params
 
 RAW_DIR = Path("data/raw")
 MANIFEST_PATH = Path("data/manifest.csv")
 MANIFEST_HEADER = ("image", "class", "width", "height", "defect_pixels")
 FREE_CLASS = "Free"
-DOWNLOAD_TIMEOUT_S = 60.0
 
 log = logging.getLogger(__name__)
-
-Describe = Callable[[Path], str]
-"""Names a file of the unpacked source as the user knows it (in their folder, zip or URL)."""
-
-
-class DatasetError(ValueError):
-    """The source cannot give a complete, consistent dataset; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -69,19 +66,21 @@ def load_dataset(
     manifest_path: Path,
     mask_threshold: int,
     *,
+    expected_fingerprint: str | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> list[ManifestRow]:
-    """Write `out_dir` and `manifest_path` from `source`; raise DatasetError on bad input."""
+    """Write `out_dir` and `manifest_path` from `source`, a folder, zip or URL; raise
+    DatasetError on bad input, or on content without `expected_fingerprint` when given."""
     if not 0 < mask_threshold <= 255:
         raise DatasetError(f"data.mask_threshold is {mask_threshold}; set it to 1..255.")
+    root, describe = unpack(source, timeout=timeout)
+    if expected_fingerprint is not None:
+        _check_fingerprint(root, expected_fingerprint)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Staging beside the output keeps the final renames on one filesystem.
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
     try:
-        root, describe = _unpack(source, staging / "source", timeout)
-        rows = _convert(
-            _find_dataset_root(root, describe), staging / "raw", mask_threshold, describe
-        )
+        rows = _convert(root, staging / "raw", mask_threshold, describe)
         _write_manifest(rows, staging / "manifest.csv")
         if out_dir.exists():
             out_dir.rename(staging / "old")
@@ -99,7 +98,11 @@ def main() -> None:
     params = load_params()["data"]
     try:
         rows = load_dataset(
-            str(params["source"]), RAW_DIR, MANIFEST_PATH, int(params["mask_threshold"])
+            str(locate_dataset(str(params["source"]))),
+            RAW_DIR,
+            MANIFEST_PATH,
+            int(params["mask_threshold"]),
+            expected_fingerprint=str(params["fingerprint"]),
         )
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -107,92 +110,10 @@ def main() -> None:
     log.info("wrote %d images to %s and %s", len(rows), RAW_DIR, MANIFEST_PATH)
 
 
-def _unpack(source: str, scratch: Path, timeout: float) -> tuple[Path, Describe]:
-    """A local folder with the source's files, downloading and extracting as needed."""
-    if "://" in source:
-        scheme = urllib.parse.urlsplit(source).scheme
-        if scheme not in ("http", "https"):
-            raise DatasetError(
-                f"data.source {source} has the unsupported URL scheme '{scheme}'; "
-                "use an http(s) URL, a local folder or a local zip."
-            )
-        scratch.mkdir()
-        _download(source, scratch / "download.zip", timeout)
-        return _extract(scratch / "download.zip", scratch / "files", source)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path, str
-    if not path.exists():
-        raise DatasetError(
-            f"data.source {path} does not exist; set it to the dataset's folder, zip or URL."
-        )
-    return _extract(path, scratch / "files", str(path))
-
-
-def _download(url: str, dest: Path, timeout: float) -> None:
-    advice = "download the archive yourself and set data.source to its local path"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, dest.open("wb") as file:
-            total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True) as bar:
-                while chunk := response.read(1 << 20):
-                    file.write(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as error:
-        raise DatasetError(
-            f"the download of {url} failed with HTTP {error.code} {error.reason}; "
-            f"check data.source or {advice}."
-        ) from None
-    except (OSError, http.client.HTTPException) as error:
-        # Refused connections and timeouts are OSErrors; a body cut short is IncompleteRead.
-        reason = getattr(error, "reason", None) or error
-        raise DatasetError(
-            f"the download of {url} failed ({reason}); check the network or {advice}."
-        ) from None
-
-
-def _extract(archive: Path, dest: Path, label: str) -> tuple[Path, Describe]:
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(dest)  # sanitises member names: no absolute paths, no `..`
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
-        raise DatasetError(
-            f"{label} is not a readable zip archive ({error}); download it again "
-            "or set data.source to the unpacked dataset folder."
-        ) from None
-
-    def describe(path: Path) -> str:
-        return label if path == dest else f"{path.relative_to(dest).as_posix()} in {label}"
-
-    return dest, describe
-
-
-def _find_dataset_root(root: Path, describe: Describe) -> Path:
-    """The folder holding the MT_* folders: `root` itself or one of its subfolders."""
-    if _class_dirs(root):
-        return root
-    holders = [sub for sub in sorted(root.iterdir()) if sub.is_dir() and _class_dirs(sub)]
-    if len(holders) == 1:
-        return holders[0]
-    if not holders:
-        raise DatasetError(
-            f"{describe(root)} has no MT_* folders at its top or one level down; "
-            "set data.source to the Magnetic Tile Defect dataset."
-        )
-    raise DatasetError(
-        f"{describe(root)} has MT_* folders in several subfolders "
-        f"({', '.join(h.name for h in holders)}); set data.source to one of them."
-    )
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.glob("MT_*") if path.is_dir())
-
-
 def _convert(root: Path, out_dir: Path, threshold: int, describe: Describe) -> list[ManifestRow]:
     """Copy each image, write its binarised mask, and return the sorted manifest rows."""
     pairs: list[tuple[str, Path]] = []
-    for class_dir in _class_dirs(root):
+    for class_dir in class_dirs(root):
         # The original layout has an Imgs level; this stage's own output has not.
         images_dir = class_dir / "Imgs" if (class_dir / "Imgs").is_dir() else class_dir
         images = sorted(images_dir.glob("*.jpg"))
@@ -263,6 +184,17 @@ def _decode(data: bytes, path: Path, describe: Describe) -> np.ndarray:
             "restore it from the original dataset or remove the pair."
         )
     return image
+
+
+def _check_fingerprint(root: Path, expected: str) -> None:
+    actual = fingerprint(root)
+    if actual != expected:
+        raise DatasetError(
+            f"the dataset at {root} has fingerprint {actual}, not the {expected} of params.yaml's "
+            "data.fingerprint; restore the original data (or delete that folder if it is the "
+            "download cache), or, to train on this data, run "
+            f"`dvc exp run -S data.fingerprint={actual}`."
+        )
 
 
 def _write_manifest(rows: list[ManifestRow], path: Path) -> None:
