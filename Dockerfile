@@ -1,12 +1,12 @@
-# The API as a small CPU container: onnxruntime, Pillow and Starlette, no torch/fastai/dvc.
+# The API as a small CPU container: onnxruntime, OpenCV and Starlette, no torch/fastai/dvc.
 #
-#   docker build -f docker/Dockerfile -t tile-defects .     # context: the repository root
+#   docker build -t tile-defects .
 #   docker run --rm -p 8000:8000 tile-defects
 #   curl -F image=@tile.jpg localhost:8000/segment -o mask.png
 #
-# heroku.yml builds the copy of this file at the repository root (Heroku's build context
-# is always the Dockerfile's own folder); `make dockerfile-copy` refreshes it, and
-# tests/test_container_env.py fails while the two differ.
+# It sits at the repository root because Heroku (heroku.yml) builds with the Dockerfile's
+# own folder as the context, and the COPY sources below are relative to the root. The GPU
+# image is docker/Dockerfile.gpu, built from the root too.
 #
 # The base is pinned by digest so that a rebuild gets the same OS and Python; the digest
 # is that of python:3.11-slim-bookworm on linux/amd64 as recorded on 2026-08-24. Refresh:

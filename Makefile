@@ -27,16 +27,13 @@ test: $(INSTALLED) ## lint, then every test (the same command CI runs)
 repro: $(INSTALLED) ## run the DVC pipeline: dataset -> trained, evaluated, exported model
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-.PHONY: report lock-images dockerfile-copy
+.PHONY: report lock-images
 
 report: ## write reports/cml/report.md with curves and overlays; BASE=main adds the diff against main
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m scripts.make_report --out reports/cml $(if $(BASE),--base $(BASE))
 
 lock-images: ## hash-lock the images' requirements (docker/*.lock) from requirements/serve.txt
 	$(BIN)/python -m scripts.lock_images
-
-dockerfile-copy: ## refresh ./Dockerfile, the copy of docker/Dockerfile that heroku.yml builds
-	cp docker/Dockerfile Dockerfile
 
 .PHONY: bench
 

@@ -7,6 +7,7 @@ onnxruntime against torch.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from service.segmenter import Segmenter
@@ -14,14 +15,20 @@ from service.segmenter import Segmenter
 
 def torch_segmenter(checkpoint: Path, served: Segmenter) -> Segmenter:
     """A Segmenter that runs the checkpoint's network in torch eager mode on the CPU, and
-    otherwise does what `served` does."""
+    otherwise does what `served` (loaded from the ONNX file) does; its card says so."""
     import torch
 
-    from training import scoring
     from training.checkpoint import load_checkpoint
+    from training.served import torch_segmenter as eager_segmenter
 
     trained = load_checkpoint(checkpoint)
-    eager = scoring.torch_segmenter(trained.net, served.policy, served.threshold, served.min_area)
-    eager.metadata = {"model_version": "pytorch-eager"}
-    eager.providers = [f"torch {torch.__version__} eager CPU, {torch.get_num_threads()} threads"]
-    return eager
+    eager = eager_segmenter(trained.net, served.policy, served.threshold, served.min_area)
+    return Segmenter(
+        eager.runner,
+        served.policy,
+        served.threshold,
+        served.min_area,
+        card=dataclasses.replace(served.card, version="pytorch-eager"),
+        sha256=served.sha256,
+        providers=[f"torch {torch.__version__} eager CPU, {torch.get_num_threads()} threads"],
+    )

@@ -1,23 +1,24 @@
 """Installed size of the serving environment against the training environment.
 
 The serving figure comes from a fresh virtual environment holding exactly
-requirements/serve.txt, measured with `du` (the disk a container layer would take); the
-full run also starts the service from it, as a container would. It is cached under the
-cache folder with a hash of serve.txt, so `--reuse-serve-venv` skips the install when
-nothing changed. `--quick` does not build it: it adds up the files
-that serve.txt's packages installed into the running environment instead (their RECORD
-lists), which is close but misses pip and the venv's own files.
+requirements/serve.txt, measured with `du` (the disk a container layer would take) less
+pip, which installs the packages and serves nothing; the full run also starts the service
+from it, as a container would. It is cached under the cache folder with a hash of
+serve.txt, so `--reuse-serve-venv` skips the install when nothing changed. `--quick` does
+not build it: it adds up the files that serve.txt's packages installed into the running
+environment instead (their RECORD lists), which is close but misses the venv's own files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from service.contract import file_sha256
+from training.requirements import requirement_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_REQUIREMENTS = REPO_ROOT / "requirements" / "serve.txt"
@@ -30,16 +31,16 @@ def measure(venv: Path | None, reused: bool = False) -> dict[str, object]:
     training = {"path": str(training_root), "mb": du_mb(training_root)}
     if venv is not None:
         serving = {
-            "method": "fresh venv with requirements/serve.txt, du",
+            "method": "fresh venv with requirements/serve.txt, du, without pip",
             "path": str(venv),
             "reused": reused,
-            "mb": du_mb(venv),
+            "mb": round(du_mb(venv) - _installer_mb(_site_packages(venv)), 1),
             "largest_packages_mb": _largest(_site_packages(venv)),
         }
     else:
         serving = {
             "method": "sum of serve.txt packages' installed files (RECORD), no fresh venv",
-            "mb": records_mb(_requirement_names(SERVE_REQUIREMENTS)),
+            "mb": records_mb(requirement_names(SERVE_REQUIREMENTS)),
         }
     return {
         "serving": serving,
@@ -52,7 +53,7 @@ def serving_venv(cache_dir: Path, reuse: bool) -> tuple[Path, bool]:
     """A venv with requirements/serve.txt installed; returns it and whether it was reused."""
     venv = cache_dir / "serve-venv"
     stamp = venv / ".serve-requirements.sha256"
-    digest = hashlib.sha256(SERVE_REQUIREMENTS.read_bytes()).hexdigest()
+    digest = file_sha256(SERVE_REQUIREMENTS)
     if reuse and stamp.is_file() and stamp.read_text() == digest:
         return venv, True
     shutil.rmtree(venv, ignore_errors=True)
@@ -86,17 +87,16 @@ def records_mb(names: list[str]) -> float:
     return round(total / 1e6, 1)
 
 
-def _requirement_names(requirements: Path) -> list[str]:
-    names = []
-    for line in requirements.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line and not line.startswith("-"):
-            names.append(re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0])
-    return names
-
-
 def _site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
+
+
+def _installer_mb(site_packages: Path) -> float:
+    """pip's own files: it installs the serving packages and serves nothing, and an image
+    built from the locks can drop it."""
+    return sum(du_mb(entry) for entry in site_packages.glob("pip") if entry.is_dir()) + sum(
+        du_mb(entry) for entry in site_packages.glob("pip-*.dist-info")
+    )
 
 
 def _largest(site_packages: Path, count: int = 6) -> dict[str, float]:

@@ -16,7 +16,7 @@ MAX_OVERHEAD_RATIO = 1.25
 MIN_SPEEDUP_OVER_BLOG = 10.0
 MAX_COLD_START_S = 1.5
 MAX_PEAK_RSS_MB = 250.0
-MAX_SERVING_ENV_MB = 300.0
+MAX_SERVING_ENV_MB = 350.0
 
 
 def evaluate(results: Results) -> list[dict[str, Any]]:

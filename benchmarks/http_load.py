@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import re
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 
@@ -43,21 +42,6 @@ class Upload:
             f"Content-Type: {self.content_type}\r\nContent-Length: {len(self.body)}\r\n\r\n"
         )
         return head.encode("ascii") + self.body
-
-
-def multipart_upload(photo: bytes, filename: str = "tile.jpg") -> Upload:
-    """The body `curl -F image=@tile.jpg` sends."""
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        [
-            f"--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="image"; filename="{filename}"\r\n'.encode(),
-            b"Content-Type: image/jpeg\r\n\r\n",
-            photo,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
-    return Upload(body, f"multipart/form-data; boundary={boundary}")
 
 
 def post_once(port: int, upload: Upload, timeout: float) -> tuple[int, bytes]:

@@ -1,7 +1,7 @@
 """In-process timing of each stage of the service's path, for one runner and one photo.
 
 The stages are the ones a mask request goes through in service/app.py, called the same
-way: decode (header check + Pillow decode), preprocess (scale down, pad to the stride),
+way: decode (header check + OpenCV decode), preprocess (scale down, pad to the stride),
 inference (the runner alone: onnxruntime, or torch for the baseline), postprocess (crop
 and resize back, threshold, connected regions) and encode (the PNG mask).
 """

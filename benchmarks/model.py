@@ -9,12 +9,12 @@ net are the same as a trained one's, since the work does not depend on the weigh
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from service.contract import file_sha256
 from service.segmenter import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ class ModelFiles:
             "checkpoint": str(self.checkpoint),
             "source": self.source,
             "onnx_mb": round(self.onnx.stat().st_size / 1e6, 3),
-            "onnx_sha256": hashlib.sha256(self.onnx.read_bytes()).hexdigest(),
+            "onnx_sha256": file_sha256(self.onnx),
         }
 
 
@@ -58,7 +58,7 @@ def build_throwaway(folder: Path) -> ModelFiles:
     import torch
 
     from export.export import write_onnx
-    from service.segmenter import Segmenter
+    from service.contract import ModelCard
     from training.checkpoint import Trained, input_policy, save_checkpoint
     from training.model import build_net
     from training.params import load_params
@@ -70,12 +70,15 @@ def build_throwaway(folder: Path) -> ModelFiles:
     trained = Trained(net, model_params)
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(trained, 110.0, 40.0, checkpoint_path)
-    # write_onnx reads the policy, threshold and min_area from a reference Segmenter.
-    policy = input_policy(model_params, params["calibrate"]["test_time_flip"])
-    reference = Segmenter(lambda batch: batch, policy, 0.5, params["postprocess"]["min_area"])
-    partial = onnx_path.with_suffix(".partial.onnx")
-    write_onnx(trained, reference, params, {"dice_defect": 0.0}, partial)
-    partial.replace(onnx_path)
+    # No calibration ran: the middle threshold, and no test metrics.
+    card = ModelCard(
+        policy=input_policy(model_params, params["calibrate"]["test_time_flip"]),
+        threshold=0.5,
+        min_area=params["postprocess"]["min_area"],
+        version=f"{model_params['arch']}-throwaway",
+        training_params={"model": model_params},
+    )
+    write_onnx(trained, card, onnx_path)  # written aside and renamed: never half a file
     return ModelFiles(onnx_path, checkpoint_path, "throwaway")
 
 

@@ -33,19 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import footprint, goals, report
-from benchmarks.http_load import Upload, multipart_upload, run_load
+from benchmarks.http_load import Upload, run_load
 from benchmarks.inprocess import time_stages
 from benchmarks.model import ModelFiles, parity, resolve_model
-from benchmarks.servers import (
-    RssSampler,
-    ServerSpec,
-    cpu_seconds,
-    launched,
-    peak_rss_mb,
-    rss_mb,
-)
+from benchmarks.servers import ServerSpec, launched
 from benchmarks.tiles import TilePhoto, pick_tiles
+from harness.multipart import FORM_TYPE, IMAGE_PART, form
+from harness.process import MB, RssSampler, cpu_seconds, peak_rss_bytes, rss_bytes
 from harness.server import Server
+from service.contract import ModelCard
 from service.segmenter import Segmenter, prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -101,12 +97,12 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
         _log("serving venv: requirements/serve.txt in a fresh venv")
         venv, reused = footprint.serving_venv(args.cache_dir, reuse=args.reuse_serve_venv)
     tiles = pick_tiles()
-    upload = multipart_upload(tiles["typical"].data)
+    upload = Upload(form([(IMAGE_PART, tiles["typical"].data)]), FORM_TYPE)
 
     # onnxruntime first, before torch is imported, as the service runs it: alone.
     served = Segmenter.from_onnx(model.onnx)
     results: dict[str, Any] = {
-        "meta": _meta(plan, model, served, tiles, args.service_root or REPO_ROOT),
+        "meta": _meta(plan, model, served.card, tiles),
         "inprocess": {},
         "http": {},
         "cold_start": {},
@@ -131,7 +127,6 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
             "service",
             "service",
             env={"MODEL_PATH": str(model.onnx)},
-            cwd=args.service_root or REPO_ROOT,
             python=str(venv / "bin" / "python") if venv else sys.executable,
         ),
         ServerSpec(
@@ -237,7 +232,7 @@ def _load_levels(
     server: Server, upload: Upload, plan: Plan, results: dict[str, Any], spec: ServerSpec
 ) -> dict[str, Any]:
     pid = server.pid
-    memory = {"idle_rss_mb": round(rss_mb(pid), 1)}
+    memory = {"idle_rss_mb": round(rss_bytes(pid) / MB, 1)}
     levels = {}
     for concurrency in CONCURRENCY:
         _log(f"{spec.name}: HTTP load at concurrency {concurrency}")
@@ -253,8 +248,8 @@ def _load_levels(
         )
         levels[str(concurrency)] = level
         if isinstance(sampler, RssSampler):
-            memory["sampled_peak_under_load_mb"] = round(sampler.peak_mb, 1)
-    memory["peak_rss_mb"] = round(peak_rss_mb(pid), 1)
+            memory["sampled_peak_under_load_mb"] = round(sampler.peak_bytes / MB, 1)
+    memory["peak_rss_mb"] = round(peak_rss_bytes(pid) / MB, 1)
     results["memory"][spec.name] = memory
     return {"levels": levels}
 
@@ -262,9 +257,8 @@ def _load_levels(
 def _meta(
     plan: Plan,
     model: ModelFiles,
-    info: Segmenter,
+    card: ModelCard,
     tiles: dict[str, TilePhoto],
-    service_root: Path,
 ) -> dict[str, Any]:
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -278,17 +272,16 @@ def _meta(
         },
         "model": {
             **model.describe(),
-            "version": info.metadata.get("model_version"),
-            "min_area": info.min_area,
-            "threshold": info.threshold,
-            "policy": info.policy.__dict__,
+            "version": card.version,
+            "min_area": card.min_area,
+            "threshold": card.threshold,
+            "policy": card.policy.__dict__,
         },
         "versions": {
             name: importlib.metadata.version(name)
             for name in (
                 "onnxruntime",
-                "pillow",
-                "connected-components-3d",
+                "opencv-python-headless",
                 "torch",
                 "fastai",
                 "uvicorn",
@@ -300,7 +293,6 @@ def _meta(
         "(its connection free); client delay and CPU reported (benchmarks/http_load.py)",
         "fastai_input": "224 x 224, squished (the blog's size), mask scaled back",
         "service_python": "the fresh serving venv" if not plan.quick else "this venv (.venv)",
-        "service_root": str(service_root),
     }
 
 
@@ -337,12 +329,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--request-seconds", type=float, help="seconds per setup and concurrency (a bound)"
-    )
-    parser.add_argument(
-        "--service-root",
-        type=Path,
-        help="start `python -m service` from this checkout (a patched copy) instead; "
-        "the in-process figures still come from this one",
     )
     parser.add_argument("--onnx", type=Path, help="default: models/segmenter.onnx")
     parser.add_argument("--checkpoint", type=Path, help="default: models/checkpoint.pt")

@@ -9,7 +9,6 @@ Run as `python -m export.export`. Checks, each fatal:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import sys
@@ -22,14 +21,14 @@ import onnx
 import torch
 from torch.export import Dim
 
-from service.segmenter import INPUT_NAME, OUTPUT_NAME, Segmenter, prepare
-from training.calibrate import served_segmenter
+from service.contract import INPUT_NAME, OUTPUT_NAME, ModelCard
+from service.segmenter import Segmenter, prepare
 from training.checkpoint import Trained, load_checkpoint
 from training.dataset import load_tiles
-from training.evaluate import REPORT_DIR
 from training.model import Probability
 from training.params import load_params
 from training.scoring import predict_tiles, score_tiles, summarise
+from training.served import read_evaluation, served_segmenter
 
 MODEL_PATH = Path("models/segmenter.onnx")
 EXPORT_METRICS = Path("reports/export.json")
@@ -53,10 +52,18 @@ def export(params: dict[str, Any]) -> dict:
     limits = params["export"]
     trained = load_checkpoint()
     reference = served_segmenter(trained)
-    evaluated = json.loads((REPORT_DIR / "metrics.json").read_text())
+    evaluated = read_evaluation()
     tiles = load_tiles("test")
 
-    write_onnx(trained, reference, params, evaluated, MODEL_PATH)
+    card = ModelCard(
+        policy=reference.policy,
+        threshold=reference.threshold,
+        min_area=reference.min_area,
+        version=f"{params['model']['arch']}-{evaluated['dice_defect']:.3f}",
+        training_params={k: params[k] for k in ("model", "train", "split")},
+        test_metrics=evaluated,
+    )
+    write_onnx(trained, card, MODEL_PATH)
     onnx.checker.check_model(str(MODEL_PATH), full_check=True)
     served = Segmenter.from_onnx(MODEL_PATH, providers=["CPUExecutionProvider"])
 
@@ -75,7 +82,7 @@ def export(params: dict[str, Any]) -> dict:
         "service_dice_all": service_metrics["dice_all"],
         "dice_gap": round(gap, 4),
         "file_mb": round(MODEL_PATH.stat().st_size / 2**20, 3),
-        "sha256": hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest(),
+        "sha256": served.sha256,
         "latency_ms_median": latency_ms(served, tiles[: limits["parity_images"]]),
     }
     EXPORT_METRICS.parent.mkdir(parents=True, exist_ok=True)
@@ -84,12 +91,10 @@ def export(params: dict[str, Any]) -> dict:
     return metrics
 
 
-def write_onnx(
-    trained: Trained, reference: Segmenter, params: dict, evaluated: dict, path: Path
-) -> None:
-    """Export uint8 [N,1,H,W] -> probability [N,1,H,W] with the metadata the service reads."""
+def write_onnx(trained: Trained, card: ModelCard, path: Path) -> None:
+    """Export uint8 [N,1,H,W] -> probability [N,1,H,W], with `card` as its metadata."""
     model = Probability(trained.net).eval()
-    stride = reference.policy.stride
+    stride = card.policy.stride
     example = torch.zeros((1, 1, 2 * stride, 3 * stride), dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Built aside and renamed at the end, so a killed export never leaves a partial model.
@@ -100,23 +105,14 @@ def write_onnx(
         str(partial),
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
-        dynamic_shapes={"image": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
+        dynamic_shapes={INPUT_NAME: {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
         opset_version=OPSET,
         dynamo=True,
         external_data=False,
     )
     proto = onnx.load(str(partial))
     _name_dynamic_dims(proto)
-    version = f"{params['model']['arch']}-{evaluated['dice_defect']:.3f}"
-    metadata = {
-        "model_version": version,
-        "input_policy": reference.policy.to_json(),
-        "threshold": str(reference.threshold),
-        "min_area": str(reference.min_area),
-        "training_params": json.dumps({k: params[k] for k in ("model", "train", "split")}),
-        "test_metrics": json.dumps(evaluated),
-    }
-    onnx.helper.set_model_props(proto, metadata)
+    onnx.helper.set_model_props(proto, card.to_metadata())
     proto.doc_string = "Magnetic tile defect segmentation: uint8 grayscale in, probability out."
     onnx.save(proto, str(partial))
     partial.replace(path)

@@ -18,13 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
+from harness.process import MIB, rss_bytes
 from service.config import ENVIRONMENT_VARIABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICE_ARGS = ("-m", "service")
-MB = 1024 * 1024
 
 
 @dataclass
@@ -47,7 +45,7 @@ class Server:
 
     def rss_mb(self) -> float:
         """Resident memory of the server process, in MiB."""
-        return psutil.Process(self.pid).memory_info().rss / MB
+        return rss_bytes(self.pid) / MIB
 
     def log(self) -> str:
         """Everything the server printed so far."""

@@ -9,24 +9,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
-import psutil
 
-from harness.server import MB, Server, launch, wait_ready
+from harness.multipart import FORM_TYPE, IMAGE_PART, form
+from harness.process import MIB, RssSampler
+from harness.server import Server, launch, wait_ready
 from reliability import corpus
 from reliability.options import Options
 from reliability.report import CheckResult
 from reliability.server_log import shutdown_problems
-from reliability.uploads import IMAGE_PART, form
 
 REFUSAL_SECONDS = 0.5  # a refusal reads a header; half a second is already generous
 RSS_JUMP_MB = 10.0  # tolerated RSS growth while bombs are refused
 PARALLEL_AT_LIMIT = 4
 # Peak memory for PARALLEL_AT_LIMIT images at the limit, relative to one alone.
 PARALLEL_PEAK_RATIO = 1.5
+# A decoded image lives for tens of milliseconds: sample often enough to see it.
+SAMPLE_SECONDS = 0.005
 
 
 def bombs() -> list[corpus.Sample]:
@@ -57,10 +58,10 @@ def run(options: Options) -> CheckResult:
         with httpx.Client(base_url=server.base_url, timeout=120) as client:
             _warm_up(client, options)
             result.rss_before_mb = server.rss_mb()
-            with _PeakRss(server) as peak:
+            with RssSampler(server.pid, SAMPLE_SECONDS) as peak:
                 _send_bombs(client, result, repeats=2 if options.quick else 5)
             result.rss_after_mb = server.rss_mb()
-            jump = max(peak.mb, result.rss_after_mb) - result.rss_before_mb
+            jump = max(peak.peak_bytes / MIB, result.rss_after_mb) - result.rss_before_mb
             result.figures["peak_rss_jump_while_refusing_mb"] = round(jump, 1)
             if jump > RSS_JUMP_MB:
                 result.fail(f"RSS rose {jump:.0f} MiB while refusing bombs (> {RSS_JUMP_MB})")
@@ -89,7 +90,7 @@ def _send_bombs(client: httpx.Client, result: CheckResult, repeats: int) -> None
                 response = client.post(
                     "/segment",
                     content=form([(IMAGE_PART, bomb.data)]),
-                    headers={"Content-Type": "multipart/form-data; boundary=reliability-7d3f0a"},
+                    headers={"Content-Type": FORM_TYPE},
                 )
             else:
                 response = client.post(
@@ -121,16 +122,17 @@ def _at_the_limit(client: httpx.Client, server: Server, limit: int, result: Chec
 
     baseline = server.rss_mb()
     began = time.monotonic()
-    with _PeakRss(server) as one:
+    with RssSampler(server.pid, SAMPLE_SECONDS) as one:
         send()
     one_seconds = time.monotonic() - began
-    with _PeakRss(server) as several:
+    with RssSampler(server.pid, SAMPLE_SECONDS) as several:
         threads = [threading.Thread(target=send) for _ in range(PARALLEL_AT_LIMIT)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(300)
-    one_jump, several_jump = one.mb - baseline, several.mb - baseline
+    one_jump = one.peak_bytes / MIB - baseline
+    several_jump = several.peak_bytes / MIB - baseline
     result.figures["image_at_limit"] = f"{side}x{side} PNG of {len(png) / 1024:.0f} KB"
     result.figures["image_at_limit_seconds"] = round(one_seconds, 2)
     result.figures["image_at_limit_peak_rss_jump_mb"] = round(one_jump, 1)
@@ -150,28 +152,3 @@ def _warm_up(client: httpx.Client, options: Options) -> None:
     """A few real photos first, so that RSS before the bombs is the serving level."""
     for sample in corpus.seed_samples(options.data_dir, 3, options.seed):
         client.post("/segment", content=sample.data, headers={"Content-Type": "image/jpeg"})
-
-
-@dataclass
-class _PeakRss:
-    """The highest RSS of the server seen while the block runs, sampled every 5 ms."""
-
-    server: Server
-    mb: float = 0.0
-
-    def __enter__(self) -> _PeakRss:
-        self._process = psutil.Process(self.server.pid)
-        self._stop = threading.Event()
-        self.mb = self._process.memory_info().rss / MB
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.mb = max(self.mb, self._process.memory_info().rss / MB)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.mb = max(self.mb, self._process.memory_info().rss / MB)

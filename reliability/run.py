@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.dataset import DatasetError, tile_dataset
+from harness.stand_in_model import build_stand_in_model
 from reliability.options import (
     DEFAULT_MODEL,
     FULL,
@@ -44,11 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reliability-") as scratch:
         model_path = arguments.model
         if arguments.stand_in:
-            model_path = _stand_in_model(Path(scratch))
+            model_path = build_stand_in_model(Path(scratch) / "stand_in.onnx")
         if not model_path.is_file():
             print(
                 f"error: no model at {model_path}; run `dvc repro` to train one, pass "
-                "--model PATH, or --stand-in for the tests' stand-in model.",
+                "--model PATH, or --stand-in for the stand-in model.",
                 file=sys.stderr,
             )
             return 2
@@ -112,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="the CI mode, under a minute")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ONNX model")
     parser.add_argument(
-        "--stand-in", action="store_true", help="use the tests' stand-in model (no training)"
+        "--stand-in", action="store_true", help="use the stand-in model (no training)"
     )
     parser.add_argument(
         "--data-dir", type=Path, help="the dataset (default: TILE_DATA_DIR or the download cache)"
@@ -121,9 +122,3 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=Options.seed)
     parser.add_argument("--only", nargs="+", choices=CHECKS, help="run only these checks")
     return parser
-
-
-def _stand_in_model(folder: Path) -> Path:
-    from tests.stand_in_model import build_stand_in_model  # only here: tests/ needs onnx
-
-    return build_stand_in_model(folder / "stand_in.onnx")

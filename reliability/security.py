@@ -17,18 +17,19 @@ import cv2
 import httpx
 import numpy as np
 
+from harness.dockerfile import final_user, runs_as_root
+from harness.multipart import FORM_TYPE, IMAGE_PART, TEXT_PART, form
 from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
 from reliability.options import REPO_ROOT, Options
 from reliability.report import CheckResult
 from reliability.server_log import log_problems
-from reliability.uploads import FORM_TYPE, IMAGE_PART, TEXT_PART, form
 
 UNSAFE_MODULES = frozenset(
     ["pickle", "_pickle", "cPickle", "dill", "joblib", "cloudpickle", "shelve", "marshal", "torch"]
 )
 UNSAFE_CALLS = frozenset(["load", "loads", "Unpickler"])
-DOCKERFILES = ("docker/Dockerfile", "docker/Dockerfile.gpu", "Dockerfile")
+DOCKERFILES = ("Dockerfile", "docker/Dockerfile.gpu")
 # Files a Python process legitimately keeps open: its interpreter, libraries and model.
 _EXPECTED_OPEN = re.compile(r"\.so(\.[\d.]+)?$|/site-packages/|/lib/python3|\.onnx$|^/dev/|^/proc/")
 
@@ -70,36 +71,6 @@ def credentialed_cors(source: str, filename: str) -> list[str]:
         for keyword in node.keywords
         if keyword.arg == "allow_credentials" and _is_true(keyword.value)
     ]
-
-
-def final_user(dockerfile: str) -> str | None:
-    """The USER the last stage of a Dockerfile runs as, variables resolved; None if unset."""
-    variables: dict[str, str] = {}
-    global_arguments: dict[str, str] = {}
-    user = None
-    seen_from = False
-    for instruction, argument in _instructions(dockerfile):
-        if instruction == "FROM":
-            seen_from, user = True, None
-            variables = dict(global_arguments)
-        elif instruction == "ARG" and "=" not in argument:
-            # `ARG NAME` in a stage brings in the global ARG's default.
-            name = argument.strip()
-            variables[name] = global_arguments.get(name, variables.get(name, ""))
-        elif instruction in ("ARG", "ENV"):
-            for name, value in _assignments(argument):
-                resolved = _resolve(value, variables)
-                variables[name] = resolved
-                if instruction == "ARG" and not seen_from:
-                    global_arguments[name] = resolved
-        elif instruction == "USER":
-            user = _resolve(argument.strip(), variables)
-    return user
-
-
-def runs_as_root(user: str | None) -> bool:
-    """Whether a stage with this USER runs as root (no USER: the base image's, root mostly)."""
-    return user is None or user.split(":")[0].strip() in ("", "root", "0")
 
 
 def run(options: Options) -> CheckResult:
@@ -341,46 +312,6 @@ def _pieces(body: bytes, size: int = 256 * 1024):
     for start in range(0, len(body), size):
         yield body[start : start + size]
         time.sleep(0.005)
-
-
-def _instructions(dockerfile: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, argument) pairs, continuation lines joined, comments dropped."""
-    logical, current = [], ""
-    for line in dockerfile.splitlines():
-        stripped = line.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        logical.append(current + stripped)
-        current = ""
-    pairs = []
-    for text in logical:
-        instruction, _, argument = text.partition(" ")
-        pairs.append((instruction.upper(), argument.strip()))
-    return pairs
-
-
-def _assignments(argument: str) -> list[tuple[str, str]]:
-    """KEY=VALUE pairs of an ARG or ENV (also the old `ENV KEY VALUE` form)."""
-    if "=" not in argument.split(" ")[0]:
-        name, _, value = argument.partition(" ")
-        return [(name, value.strip().strip('"'))]
-    return [
-        (name, value.strip('"'))
-        for name, _, value in (item.partition("=") for item in argument.split())
-    ]
-
-
-def _resolve(value: str, variables: dict[str, str]) -> str:
-    return re.sub(
-        r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)",
-        lambda m: variables.get(m.group(1) or m.group(3), m.group(2) or ""),
-        value,
-    )
 
 
 def _is_true(node: ast.expr) -> bool:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from harness.multipart import FORM_TYPE, IMAGE_PART, form
 from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
 from reliability.options import Options
 from reliability.report import CheckResult
 from reliability.server_log import shutdown_problems
-from reliability.uploads import FORM_TYPE, IMAGE_PART, Upload, form, raw
+from reliability.uploads import Upload, raw
 
 VALID_SHARE = 0.6
 

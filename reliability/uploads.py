@@ -11,6 +11,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.multipart import BOUNDARY, FORM_TYPE, IMAGE_PART, TEXT_PART, form
+
 
 class Expect(enum.Enum):
     ACCEPT = "accept"
@@ -72,8 +74,6 @@ ANSWER_FORMATS: list[tuple[str, str | None, str, Expect]] = [
     ("", "*/*;q=0", "mask", Expect.REFUSE),
 ]
 
-BOUNDARY = "reliability-7d3f0a"
-
 
 def raw(payload: bytes, content_type: str | None, chunked: bool = False) -> Upload:
     headers = {} if content_type is None else {"Content-Type": content_type}
@@ -82,21 +82,6 @@ def raw(payload: bytes, content_type: str | None, chunked: bool = False) -> Uplo
     return Upload(
         f"{how} {content_type!r}", payload, payload, headers, expect=expect, chunked=chunked
     )
-
-
-def form(parts: list[tuple[str, bytes]], boundary: str = BOUNDARY, closing: bool = True) -> bytes:
-    """A multipart body from (part headers, data) pairs, lines ended with CRLF."""
-    body = b""
-    for headers, data in parts:
-        body += f"--{boundary}\r\n{headers}\r\n\r\n".encode() + data + b"\r\n"
-    return body + (f"--{boundary}--\r\n".encode() if closing else b"")
-
-
-IMAGE_PART = (
-    'Content-Disposition: form-data; name="image"; filename="tile.jpg"\r\nContent-Type: image/jpeg'
-)
-TEXT_PART = 'Content-Disposition: form-data; name="camera"'
-FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 
 
 def _multipart(

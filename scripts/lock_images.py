@@ -12,10 +12,11 @@ tests/test_container_env.py fails until the locks agree with it again.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from training.requirements import pinned_versions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_REQUIREMENTS = Path("requirements/serve.txt")
@@ -25,18 +26,6 @@ GPU_LOCK = Path("docker/gpu.lock")
 # The newest onnxruntime-gpu for Linux x86_64 when this was written; it is built for
 # CUDA 13 and cuDNN 9, which docker/Dockerfile.gpu's base image provides.
 ONNXRUNTIME_GPU = "onnxruntime-gpu==1.31.1"
-
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
-
-
-def pins(text: str) -> dict[str, str]:
-    """{normalised name: version} of the `name==version` lines of a requirements file."""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _PIN.match(line.strip())
-        if match:
-            found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
-    return found
 
 
 def gpu_requirements(serve_text: str) -> str:
@@ -87,7 +76,7 @@ def main() -> None:
     compile_lock(SERVE_REQUIREMENTS, CPU_LOCK)
     compile_lock(GPU_INPUT, GPU_LOCK)
     for lock in (CPU_LOCK, GPU_LOCK):
-        print(f"wrote {lock}: {len(pins((REPO_ROOT / lock).read_text()))} pinned packages")
+        print(f"wrote {lock}: {len(pinned_versions(REPO_ROOT / lock))} pinned packages")
 
 
 if __name__ == "__main__":

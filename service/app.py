@@ -2,42 +2,37 @@
 
 A request to /segment passes cheap checks on the event loop first (answer format,
 content type, body size, image header), so that a bad upload costs no queue slot. Only
-then is it admitted to the bounded inference queue, and decoding, inference and
-encoding run in worker threads, so /health and /metrics answer while a model runs.
+then is it admitted (service/admission.py), and decoding, inference and encoding run in
+worker threads, so /health and /metrics answer while a model runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from anyio import CancelScope, CapacityLimiter, Condition, fail_after, to_thread
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.admission import BoundedQueue, PixelBudget
 from service.config import Settings
 from service.imaging import ImageError, decode_gray, encode_png, read_header, render_overlay
-from service.segmenter import ModelError, Segmentation, Segmenter
+from service.regions import Segmentation
+from service.segmenter import Segmenter
 from service.telemetry import Metrics, MetricsMiddleware
-
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
+from service.uploads import read_image
 
 logger = logging.getLogger("service")
 
@@ -45,22 +40,19 @@ FORMATS = ("mask", "json", "overlay")
 
 
 def load_segmenter(settings: Settings) -> Segmenter:
-    """The model named by the settings; raises ModelError with one sentence if it is unusable."""
-    if settings.model_sha256 is not None and settings.model_path.is_file():
-        actual = _file_sha256(settings.model_path)
-        if actual != settings.model_sha256:
-            raise ModelError(
-                f"Model file {settings.model_path} has SHA-256 {actual}, not the "
-                f"{settings.model_sha256} that MODEL_SHA256 expects; it is damaged or another "
-                "model: restore it or update MODEL_SHA256."
-            )
+    """The model named by the settings; raises ModelError (service.contract) with one
+    sentence if it is unusable."""
     return Segmenter.from_onnx(
-        settings.model_path, settings.ort_providers, settings.inference_threads
+        settings.model_path,
+        settings.ort_providers,
+        settings.inference_threads,
+        settings.model_sha256,
     )
 
 
 def create_app(settings: Settings, segmenter: Segmenter) -> Starlette:
-    """The ASGI app serving `segmenter`; its lifespan warms the model up before serving."""
+    """The ASGI app serving `segmenter`, loaded from a model file (its card and hash answer
+    /info); its lifespan warms the model up before serving."""
     metrics = Metrics()
     service = _Service(settings, segmenter, metrics)
     routes = [
@@ -110,12 +102,10 @@ class _Service:
         # One inference at a time: onnxruntime already spreads a run over
         # INFERENCE_THREADS cores, and parallel runs would only contend for them.
         self.inference_limiter = CapacityLimiter(1)
+        self.queue = BoundedQueue(settings.max_queue, metrics)
         # Memory grows with pixels, not requests: a 30 KB PNG at the pixel limit takes
         # 0.7-0.9 GB while decoded, predicted and encoded, so big images take turns.
-        self.pixel_budget = _PixelBudget(settings.max_pixels_in_flight)
-        # Requests admitted and not yet answered. Only the event loop touches it,
-        # so it needs no lock.
-        self.pending = 0
+        self.pixel_budget = PixelBudget(settings.max_pixels_in_flight)
         self.warmed_up = False
 
     @asynccontextmanager
@@ -145,10 +135,10 @@ class _Service:
     async def segment(self, request: Request) -> Response:
         started = time.perf_counter()
         answer = _negotiate(request)
-        image = await self._read_image(request)
+        image = await read_image(request, self.settings.max_body_bytes, self.settings.body_timeout)
         try:
             header = read_header(image, self.settings.max_image_pixels)
-            async with self._admitted(), self.pixel_budget.hold(header.width * header.height):
+            async with self.queue.admitted(), self.pixel_budget.hold(header.width * header.height):
                 gray, decode_seconds = await to_thread.run_sync(_timed, decode_gray, image, header)
                 probability, inference_seconds = await to_thread.run_sync(
                     _timed, self.segmenter.predict, gray, limiter=self.inference_limiter
@@ -186,82 +176,6 @@ class _Service:
             "model_version": self.model_info["model"]["version"],
         }
         return JSONResponse(payload, headers=headers)
-
-    async def _read_image(self, request: Request) -> bytes:
-        media_type, options = parse_options_header(request.headers.get("content-type"))
-        multipart = media_type == b"multipart/form-data"
-        if not (
-            multipart
-            or media_type.startswith(b"image/")
-            or media_type == b"application/octet-stream"
-        ):
-            received = media_type.decode("latin-1") or "no Content-Type"
-            raise HTTPException(
-                415,
-                "Send the image as multipart field 'image' (curl -F image=@tile.jpg) or as the "
-                f"raw body with Content-Type image/* or application/octet-stream, not {received}.",
-            )
-        body = await _read_body(request, self.settings.max_body_bytes, self.settings.body_timeout)
-        if multipart:  # a 10 MB body takes the parser tens of milliseconds: not on the loop
-            body = await to_thread.run_sync(
-                _multipart_field, body, options.get(b"boundary"), b"image"
-            )
-        if not body:
-            raise HTTPException(400, "The image is empty; send a JPEG, PNG, BMP or TIFF file.")
-        return body
-
-    @asynccontextmanager
-    async def _admitted(self) -> AsyncIterator[None]:
-        if self.pending >= self.settings.max_queue:
-            self.metrics.queue_rejections.inc()
-            raise HTTPException(
-                503,
-                f"The service is busy with {self.pending} images; retry in a second.",
-                headers={"Retry-After": "1"},
-            )
-        self.pending += 1
-        self.metrics.inferences_in_flight.inc()
-        try:
-            yield
-        finally:
-            self.pending -= 1
-            self.metrics.inferences_in_flight.dec()
-
-
-class _PixelBudget:
-    """Lets requests work while the pixels of the images in work stay within `capacity`.
-
-    A request whose image does not fit waits for others to finish (it already holds a
-    queue slot); an image larger than the whole budget runs alone. Requests go in arrival
-    order, so a stream of small images cannot starve a large one.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.in_use = 0
-        self.changed = Condition()
-        self.waiting: deque[object] = deque()
-
-    @asynccontextmanager
-    async def hold(self, pixels: int) -> AsyncIterator[None]:
-        pixels = min(pixels, self.capacity)
-        ticket = object()
-        async with self.changed:
-            self.waiting.append(ticket)
-            try:
-                while self.waiting[0] is not ticket or self.in_use + pixels > self.capacity:
-                    await self.changed.wait()
-            finally:  # admitted or cancelled: either way the next in line may go now
-                self.waiting.remove(ticket)
-                self.changed.notify_all()
-            self.in_use += pixels
-        try:
-            yield
-        finally:
-            with CancelScope(shield=True):  # the pixels must be returned even on cancellation
-                async with self.changed:
-                    self.in_use -= pixels
-                    self.changed.notify_all()
 
 
 def _negotiate(request: Request) -> str:
@@ -306,109 +220,6 @@ _ACCEPT_FORMATS = {
 }
 
 
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes.
-
-    A body that has not fully arrived after `timeout` seconds gets a 408 and the
-    connection is closed: uvicorn has no body timeout, so without this deadline a client
-    trickling a byte a second would hold its request, and its memory, forever.
-    """
-    too_large = HTTPException(413, f"The request body is larger than the limit of {limit} bytes.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    try:
-        with fail_after(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:  # a chunked body declares no length up front
-                    raise too_large
-    except ClientDisconnect:
-        raise HTTPException(400, "The client disconnected before sending the whole body.") from None
-    except TimeoutError:
-        raise HTTPException(
-            408,
-            f"The request body did not arrive within {timeout:g} s; send it faster or smaller.",
-            headers={"Connection": "close"},
-        ) from None
-    return bytes(body)
-
-
-def _multipart_field(body: bytes, boundary: bytes | None, name: bytes) -> bytes:
-    """The first part called `name`, parsed in memory: uploads never touch the disk."""
-    if not boundary:
-        raise HTTPException(400, "The multipart Content-Type has no boundary parameter.")
-    collector = _PartCollector(name)
-    try:
-        parser = MultipartParser(boundary, collector.callbacks())
-    except FormParserError:  # e.g. a boundary longer than the parser's 256 characters
-        raise HTTPException(
-            400, "The multipart boundary is unusable; keep it under 70 characters (RFC 2046)."
-        ) from None
-    try:
-        parser.write(body)
-    except FormParserError:
-        raise HTTPException(400, "The multipart body is malformed.") from None
-    if not collector.complete:
-        raise HTTPException(400, "The multipart body ends before its closing boundary.")
-    if collector.value is None:
-        raise HTTPException(
-            400,
-            f"The multipart body has no field named '{name.decode()}'; "
-            "send the file with curl -F image=@tile.jpg.",
-        )
-    return bytes(collector.value)
-
-
-class _PartCollector:
-    """Parser callbacks that keep the data of the first part called `name`."""
-
-    def __init__(self, name: bytes) -> None:
-        self.name = name
-        self.value: bytearray | None = None
-        self.complete = False
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._collecting = False
-
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_header_field": self._on_header_field,
-            "on_header_value": self._on_header_value,
-            "on_header_end": self._on_header_end,
-            "on_part_data": self._on_part_data,
-            "on_part_end": self._on_part_end,
-            "on_end": self._on_end,
-        }
-
-    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def _on_header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition" and self.value is None:
-            _, options = parse_options_header(bytes(self._header_value))
-            if options.get(b"name") == self.name:
-                self.value = bytearray()
-                self._collecting = True
-        self._header_name.clear()
-        self._header_value.clear()
-
-    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._collecting:
-            assert self.value is not None
-            self.value += data[start:end]
-
-    def _on_part_end(self) -> None:
-        self._collecting = False
-
-    def _on_end(self) -> None:
-        self.complete = True
-
-
 def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     result = function(*args)
@@ -428,18 +239,19 @@ def _render(
 
 
 def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
-    metadata = segmenter.metadata
-    sha256 = _file_sha256(settings.model_path)
+    card, sha256 = segmenter.card, segmenter.sha256
+    if card is None or sha256 is None:
+        raise ValueError("The app serves a Segmenter loaded from a model file (from_onnx).")
     return {
         "model": {
-            "version": metadata.get("model_version"),
+            "version": card.version,
             "sha256": sha256,
-            "input_policy": json.loads(segmenter.policy.to_json()),
-            "threshold": segmenter.threshold,
-            "min_area": segmenter.min_area,
+            "input_policy": json.loads(card.policy.to_json()),
+            "threshold": card.threshold,
+            "min_area": card.min_area,
             "providers": segmenter.providers,
-            "training_params": _json_metadata(metadata, "training_params"),
-            "test_metrics": _json_metadata(metadata, "test_metrics"),
+            "training_params": card.training_params,
+            "test_metrics": card.test_metrics,
         },
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
@@ -448,22 +260,6 @@ def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
         },
         "formats": list(FORMATS),
     }
-
-
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as model_file:
-        return hashlib.file_digest(model_file, "sha256").hexdigest()
-
-
-def _json_metadata(metadata: Mapping[str, str], key: str) -> Any:
-    """A metadata value parsed from JSON; text that is not JSON is shown as it is."""
-    text = metadata.get(key)
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -8,10 +8,10 @@ that a change to how predictions are combined or post-processed does not retrain
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
-from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -30,20 +30,12 @@ class InputPolicy:
     test_time_flip: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "mode": "pad",
-                "stride": self.stride,
-                "max_side": self.max_side,
-                "test_time_flip": self.test_time_flip,
-            }
-        )
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> InputPolicy:
+        # Files exported before padding became the only way also say "mode": "pad".
         raw = json.loads(text)
-        if raw.get("mode") != "pad":
-            raise ValueError(f"input mode {raw.get('mode')!r} is not 'pad'")
         flip = raw.get("test_time_flip", False)
         if not isinstance(flip, bool):
             raise ValueError(f"test_time_flip {flip!r} is not true or false")
@@ -57,11 +49,13 @@ def scale_down(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
     if scale == 1.0:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def pad_to_stride(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
     """Reflection padding at the bottom and right up to a multiple of `policy.stride`."""
     height, width = image.shape
-    padding = ((0, -height % policy.stride), (0, -width % policy.stride))
-    return np.pad(image, padding, mode="reflect")
+    bottom, right = -height % policy.stride, -width % policy.stride
+    # BORDER_REFLECT_101 is numpy's "reflect" (mirrored about the edge pixel), the padding
+    # that the committed model was trained and calibrated with.
+    return cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REFLECT_101)

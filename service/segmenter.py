@@ -7,70 +7,21 @@ metrics is the number the API delivers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cc3d
+import cv2
 import numpy as np
-from PIL import Image
 
+from service.contract import INPUT_NAME, OUTPUT_NAME, ModelCard, check_model_file, open_session
 from service.framing import InputPolicy, pad_to_stride, scale_down
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "probability"
+from service.regions import Segmentation, find_regions
 
 # Views of up to this many pixels each run as one batch (see `Segmenter.infer`).
 BATCH_PIXELS = 512 * 512
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """Maps a uint8 batch [N, 1, H, W] to float32 defect probabilities of the same shape."""
-
-
-class ModelError(RuntimeError):
-    """The model file is missing, unreadable or does not follow the ONNX contract."""
-
-
-@dataclass(frozen=True)
-class Region:
-    """One connected defect region, in the input photo's pixel coordinates."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    area: int
-    mean_probability: float
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """The answer for one photo: a mask of its size and what it says."""
-
-    probability: np.ndarray
-    mask: np.ndarray
-    threshold: float
-    min_area: int
-    regions: list[Region] = field(default_factory=list)
-
-    @property
-    def defective(self) -> bool:
-        return bool(self.regions)
-
-    @property
-    def defect_fraction(self) -> float:
-        return float(np.count_nonzero(self.mask)) / self.mask.size
-
-    @property
-    def score(self) -> float:
-        """Image-level defect score in [0, 1]: the `min_area`-th highest pixel probability.
-
-        That is the highest threshold at which `min_area` pixels would still pass, so it
-        agrees with the flag, and unlike the single highest pixel it ignores specks; on
-        the validation split it ranked tiles better (AUROC 0.80 -> 0.84).
-        """
-        rank = min(self.min_area, self.probability.size)
-        return float(np.partition(self.probability.ravel(), -rank)[-rank])
 
 
 class Segmenter:
@@ -82,14 +33,18 @@ class Segmenter:
         policy: InputPolicy,
         threshold: float,
         min_area: int,
-        metadata: Mapping[str, str] | None = None,
+        card: ModelCard | None = None,
+        sha256: str | None = None,
         providers: Sequence[str] = (),
     ) -> None:
         self.runner = runner
         self.policy = policy
         self.threshold = threshold
         self.min_area = min_area
-        self.metadata = dict(metadata or {})
+        # What the model file says about itself, and the file's hash: None for a network
+        # that does not come from a model file (the pipeline's torch runner).
+        self.card = card
+        self.sha256 = sha256
         self.providers = list(providers)
 
     @classmethod
@@ -98,24 +53,27 @@ class Segmenter:
         path: str | Path,
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
+        expected_sha256: str | None = None,
     ) -> Segmenter:
-        """Load an exported model; raises ModelError with a sentence saying what is wrong."""
-        session = _open_session(Path(path), providers, intra_op_threads)
-        metadata = dict(session.get_modelmeta().custom_metadata_map)
-        try:
-            policy = InputPolicy.from_json(metadata["input_policy"])
-            threshold = float(metadata["threshold"])
-            min_area = int(metadata["min_area"])
-        except (KeyError, ValueError, TypeError) as error:
-            raise ModelError(
-                f"Model file {path} lacks valid metadata ({error!r}); "
-                "re-export it with the pipeline's export stage."
-            ) from None
+        """Load an exported model, refused unless it has `expected_sha256` when that is
+        given; raises ModelError (service.contract) with a sentence saying what is wrong."""
+        path = Path(path)
+        sha256 = check_model_file(path, expected_sha256)
+        session = open_session(path, providers, intra_op_threads)
+        card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, path)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
-        return cls(run, policy, threshold, min_area, metadata, session.get_providers())
+        return cls(
+            run,
+            card.policy,
+            card.threshold,
+            card.min_area,
+            card=card,
+            sha256=sha256,
+            providers=session.get_providers(),
+        )
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Defect probability (float32, [0, 1]) for each pixel of a 2-D uint8 image."""
@@ -141,33 +99,7 @@ class Segmenter:
 
     def postprocess(self, probability: np.ndarray) -> Segmentation:
         """Mask and regions from a probability map at the photo's size."""
-        binary = (probability >= self.threshold).astype(np.uint8)
-        labels = cc3d.connected_components(binary, connectivity=8)
-        found = cc3d.statistics(labels, no_slice_conversion=True)
-        areas = found["voxel_counts"].astype(np.int64)
-        # Rows of [first row, last row, first column, last column], label 0 the background.
-        boxes = found["bounding_boxes"].astype(np.int64)
-        # Only defect pixels carry a label above 0: summing them alone spares 64-bit
-        # copies of the whole image.
-        foreground = binary.astype(bool)
-        sums = np.bincount(
-            labels[foreground], weights=probability[foreground], minlength=len(areas)
-        )
-        keep = areas >= self.min_area
-        keep[0] = False
-        mask = np.where(keep[labels], np.uint8(255), np.uint8(0))
-        regions = [
-            Region(
-                x=int(boxes[label, 2]),
-                y=int(boxes[label, 0]),
-                width=int(boxes[label, 3] - boxes[label, 2] + 1),
-                height=int(boxes[label, 1] - boxes[label, 0] + 1),
-                area=int(areas[label]),
-                mean_probability=round(float(sums[label] / areas[label]), 4),
-            )
-            for label in np.flatnonzero(keep)
-        ]
-        return Segmentation(probability, mask, self.threshold, self.min_area, regions)
+        return find_regions(probability, self.threshold, self.min_area)
 
 
 def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[int, int]]:
@@ -195,44 +127,9 @@ def restore(output: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -
     if len(output) == 2:
         probability = (probability + output[1, 0, :height, :width][::-1]) / 2
     if probability.shape != shape:
-        scaled = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))
-        probability = np.asarray(scaled.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
-    return np.ascontiguousarray(probability, dtype=np.float32)
-
-
-def _open_session(path: Path, providers: Sequence[str] | None, intra_op_threads: int):
-    import onnxruntime as ort
-
-    if not path.is_file():
-        problem = "is a directory" if path.is_dir() else "does not exist"
-        raise ModelError(f"Model file {path} {problem}; set MODEL_PATH to an exported .onnx file.")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    # Idle onnxruntime threads otherwise busy-wait after each run and take the CPU from
-    # decoding, encoding and the event loop: measured 121 -> 71 ms p50 on 2 cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(
-            str(path), options, providers=list(providers or default_providers())
+        probability = cv2.resize(
+            np.ascontiguousarray(probability, dtype=np.float32),
+            (shape[1], shape[0]),
+            interpolation=cv2.INTER_LINEAR,
         )
-    except Exception as error:  # onnxruntime raises several unrelated types for a bad file
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelError(
-            f"Model file {path} is not a loadable ONNX model ({first_line}); "
-            "re-export it or restore it with `git checkout models/segmenter.onnx`."
-        ) from None
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if [i.name for i in inputs] != [INPUT_NAME] or inputs[0].type != "tensor(uint8)":
-        raise ModelError(f"Model file {path} must take one uint8 input named '{INPUT_NAME}'.")
-    if OUTPUT_NAME not in [o.name for o in outputs]:
-        raise ModelError(f"Model file {path} must have an output named '{OUTPUT_NAME}'.")
-    return session
-
-
-def default_providers() -> list[str]:
-    """CUDA when onnxruntime-gpu sees a GPU, else CPU."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return np.ascontiguousarray(probability, dtype=np.float32)

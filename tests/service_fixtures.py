@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness.server import REPO_ROOT, Server, serving
-from tests.stand_in_model import build_stand_in_model
+from harness.stand_in_model import build_stand_in_model
 
 REAL_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
 

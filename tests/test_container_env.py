@@ -1,6 +1,6 @@
 """The container image's contents, proven without a Docker engine.
 
-docker/Dockerfile installs docker/serve.lock into an empty venv, then copies in service/
+The Dockerfile installs docker/serve.lock into an empty venv, then copies in service/
 and the model and runs `python -m service` with its ENV settings. These tests do the
 same here: the lock goes into a fresh venv (built once per lock, under the temp folder),
 only service/ and the model are copied into an empty folder, and the server started
@@ -14,7 +14,6 @@ import hashlib
 import os
 import platform
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.dockerfile import final_environment, final_user, instructions, runs_as_root
 from harness.server import REPO_ROOT, free_port
+from harness.stand_in_model import build_stand_in_model
 from scripts.lock_images import (
     CPU_LOCK,
     GPU_INPUT,
@@ -32,25 +33,21 @@ from scripts.lock_images import (
     ONNXRUNTIME_GPU,
     SERVE_REQUIREMENTS,
     gpu_requirements,
-    pins,
 )
-from tests.stand_in_model import build_stand_in_model
+from training.requirements import normalise, pinned_versions
 
-DOCKERFILE = REPO_ROOT / "docker/Dockerfile"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
 GPU_DOCKERFILE = REPO_ROOT / "docker/Dockerfile.gpu"
 SMOKE_TEST = REPO_ROOT / "docker/smoke_test.py"
 REAL_MODEL = REPO_ROOT / "models/segmenter.onnx"
 TRAINING_PACKAGES = ("torch", "torchvision", "fastai", "dvc", "dvclive", "onnx", "onnxscript")
-# The benchmark's goal. Measured 215 MB: onnxruntime 78, numpy 73, Pillow 23, cc3d 19,
-# uvloop 14; the rest is small. (With OpenCV in place of Pillow and cc3d it was 329 MB.)
-MAX_ENVIRONMENT_MB = 300
+# The benchmark's goal. Measured 329 MB: OpenCV 152 (of it 81 of bundled libraries),
+# onnxruntime 78, numpy 72, uvloop 14; the rest is small. (With Pillow and cc3d in place
+# of OpenCV it was 215 MB.)
+MAX_ENVIRONMENT_MB = 350
 # Variables the test sets itself: the image's values point into the image's file system
 # or bind every interface, which a test on a shared machine must not.
 OWN_VARIABLES = ("PATH", "PYTHONPATH", "HOST", "PORT", "MODEL_PATH")
-
-
-def _lock_text() -> str:
-    return (REPO_ROOT / CPU_LOCK).read_text()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +58,7 @@ def serving_env() -> Path:
     session (and CI's one run) pays for the install once and a changed lock gets a new one.
     """
     key = hashlib.sha256(
-        _lock_text().encode() + f"{sys.version_info[:2]}{platform.machine()}".encode()
+        (REPO_ROOT / CPU_LOCK).read_bytes() + f"{sys.version_info[:2]}{platform.machine()}".encode()
     ).hexdigest()[:16]
     target = Path(tempfile.gettempdir()) / f"tile-defects-serving-env-{key}"
     if (target / ".complete").is_file():
@@ -109,7 +106,7 @@ def serving_env() -> Path:
 @pytest.fixture(scope="session")
 def image_settings() -> dict[str, str]:
     """The ENV of the Dockerfile's runtime stage, as a dict."""
-    return _env_instructions(DOCKERFILE.read_text())
+    return final_environment(DOCKERFILE.read_text())
 
 
 @pytest.fixture
@@ -135,12 +132,13 @@ def real_tile(shared_data_dir: Path) -> Path:
 def test_locks_pin_exactly_requirements_serve_txt() -> None:
     serve = (REPO_ROOT / SERVE_REQUIREMENTS).read_text()
     hint = "requirements/serve.txt changed: run `make lock-images`"
-    assert pins(_lock_text()) == pins(serve), hint
-    gpu = pins(serve)
+    serve_pins = pinned_versions(REPO_ROOT / SERVE_REQUIREMENTS)
+    assert pinned_versions(REPO_ROOT / CPU_LOCK) == serve_pins, hint
+    gpu = dict(serve_pins)
     del gpu["onnxruntime"]
     name, version = ONNXRUNTIME_GPU.split("==")
     gpu[name] = version
-    assert pins((REPO_ROOT / GPU_LOCK).read_text()) == gpu, hint
+    assert pinned_versions(REPO_ROOT / GPU_LOCK) == gpu, hint
     assert (REPO_ROOT / GPU_INPUT).read_text() == gpu_requirements(serve), hint
 
 
@@ -149,7 +147,7 @@ def test_every_locked_package_has_hashes(lock: Path) -> None:
     # pip --require-hashes refuses a requirement without one; say which, before a build.
     entries = re.split(r"\n(?=\S)", (REPO_ROOT / lock).read_text())
     requirements = [entry for entry in entries if "==" in entry and not entry.startswith("#")]
-    assert len(requirements) == len(pins((REPO_ROOT / lock).read_text()))
+    assert len(requirements) == len(pinned_versions(REPO_ROOT / lock))
     for entry in requirements:
         assert "--hash=sha256:" in entry, entry.splitlines()[0]
 
@@ -166,8 +164,9 @@ def test_serving_env_holds_the_lock_and_no_training_package(serving_env: Path) -
         text=True,
         check=True,
     ).stdout
-    installed = pins("\n".join("==".join(line.split()) for line in listing.splitlines()))
-    assert installed == pins(_lock_text()), "the venv holds more or less than the lock"
+    listed = dict(line.split() for line in listing.splitlines())
+    installed = {normalise(name): version for name, version in listed.items()}
+    assert installed == pinned_versions(REPO_ROOT / CPU_LOCK), "the venv differs from the lock"
     for name in TRAINING_PACKAGES:
         assert name not in installed
     du = subprocess.run(["du", "-sk", serving_env], capture_output=True, text=True, check=True)
@@ -239,28 +238,25 @@ def test_image_settings_suit_a_small_dyno(image_settings: dict[str, str]) -> Non
 @pytest.mark.parametrize("dockerfile", [DOCKERFILE, GPU_DOCKERFILE], ids=lambda p: p.name)
 def test_dockerfile_shape(dockerfile: Path) -> None:
     text = dockerfile.read_text()
-    instructions = _instructions(text)
-    bases = [args for op, args in instructions if op == "FROM"]
+    steps = instructions(text)
+    bases = [args for op, args in steps if op == "FROM"]
     assert len(bases) >= 2, "multi-stage: a build stage and a runtime stage"
-    base_image = next(args for op, args in instructions if op == "ARG")
+    base_image = next(args for op, args in steps if op == "ARG")
     assert re.search(r"@sha256:[0-9a-f]{64}$", base_image), "the base image is pinned by digest"
-    install = " ".join(args for op, args in instructions if op == "RUN" and "install" in args)
+    install = " ".join(args for op, args in steps if op == "RUN" and "install" in args)
     assert "--require-hashes" in install and "--no-deps" in install
-    copies = [args for op, args in instructions if op == "COPY"]
+    copies = [args for op, args in steps if op == "COPY"]
     lock = GPU_LOCK if dockerfile == GPU_DOCKERFILE else CPU_LOCK
     assert any(args.startswith(str(lock)) for args in copies)
     assert "service/ /app/service/" in copies
     assert "models/segmenter.onnx /app/models/segmenter.onnx" in copies
-    user = [args for op, args in instructions if op == "USER"]
-    assert user and user[-1].split(":")[0] not in ("0", "root"), "runs as a non-root user"
-    assert instructions[-1] == ("CMD", '["python", "-m", "service"]')
+    assert not runs_as_root(final_user(text)), "runs as a non-root user"
+    assert steps[-1] == ("CMD", '["python", "-m", "service"]')
 
 
-def test_root_dockerfile_is_the_copy_that_heroku_builds() -> None:
-    # Heroku's build context is the Dockerfile's own folder, so heroku.yml names a copy.
-    assert (REPO_ROOT / "Dockerfile").read_text() == DOCKERFILE.read_text(), (
-        "run `make dockerfile-copy`"
-    )
+def test_heroku_builds_the_cpu_dockerfile() -> None:
+    # Heroku's build context is the Dockerfile's own folder: the repository root, where the
+    # COPY sources are.
     assert re.search(r"^\s+web:\s+Dockerfile\s*$", (REPO_ROOT / "heroku.yml").read_text(), re.M)
 
 
@@ -292,28 +288,3 @@ def _tool(name: str) -> str:
     if not found:
         pytest.fail(f"{name} is not installed; run `make setup` (requirements/dev.txt)")
     return found
-
-
-def _instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments gone."""
-    joined = re.sub(r"\\\n(\s*#[^\n]*\n)*", " ", text)
-    result = []
-    for line in joined.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            op, _, args = line.partition(" ")
-            result.append((op.upper(), " ".join(args.split())))
-    return result
-
-
-def _env_instructions(text: str) -> dict[str, str]:
-    """The variables that the last stage's ENV instructions set."""
-    instructions = _instructions(text)
-    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
-    settings: dict[str, str] = {}
-    for op, args in instructions[last_from:]:
-        if op == "ENV":
-            for word in shlex.split(args):
-                name, _, value = word.partition("=")
-                settings[name] = value
-    return settings

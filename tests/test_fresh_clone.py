@@ -4,15 +4,14 @@ dependency or parameter, only what has not been pulled (and check_packages, alwa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from harness.server import REPO_ROOT
+from harness.tools import tool_environment
 
 
 def test_fresh_clone_names_no_changed_dependency_or_parameter(tmp_path: Path) -> None:
@@ -62,17 +61,8 @@ def _stage_outputs(repo: Path) -> set[str]:
 
 
 def _run(cwd: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@localhost",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@localhost",
-    }
     result = subprocess.run(
-        command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
+        command, cwd=cwd, env=tool_environment(), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
     return result

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.stand_in_model import build_stand_in_model
 from service.framing import InputPolicy
 from service.segmenter import Segmenter
-from tests.stand_in_model import build_stand_in_model
 
 
 def identity(batch: np.ndarray) -> np.ndarray:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import cv2
 import numpy as np
 import pytest
 
 from service.imaging import ImageError, ImageHeader, decode_gray, read_header, render_overlay
-from service.segmenter import Region
+from service.regions import Region
 
 pytest_plugins = ["tests.service_fixtures"]
 
@@ -207,15 +207,86 @@ def test_exif_orientation_is_ignored_so_the_mask_matches_the_stored_pixels() -> 
     assert decode_gray(rotated, header_of(rotated)).shape == (10, 30)
 
 
-@pytest.mark.parametrize("extension", [".jpg", ".png", ".bmp", ".tiff"])
-def test_truncated_images_are_refused(tile: np.ndarray, extension: str) -> None:
-    # Pins Pillow's behaviour: an incomplete file fails to decode instead of being
-    # filled with gray, for every format and for a file missing only its last bytes.
-    data = encode(extension, tile)
-    for cut in (len(data) // 2, len(data) - 2):
+def truncations(data: bytes) -> list[bytes]:
+    """`data` cut in the middle, and missing only its last two bytes."""
+    return [data[: len(data) // 2], data[:-2]]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda tile: encode(".jpg", tile),
+        lambda tile: encode(".jpg", tile, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        lambda tile: encode(".png", tile),
+        lambda tile: encode(".tiff", tile),  # directory after the pixels
+        lambda tile: encode(".tiff", tile, [cv2.IMWRITE_TIFF_COMPRESSION, 1]),
+        big_endian_tiff,  # directory before the pixels
+        lambda tile: encode(".bmp", tile),
+    ],
+    ids=["jpeg", "progressive-jpeg", "png", "tiff", "tiff-uncompressed", "tiff-mm", "bmp"],
+)
+def test_truncated_images_are_refused(
+    tile: np.ndarray, make: Callable[[np.ndarray], bytes]
+) -> None:
+    data = make(tile)
+    assert decode_gray(data, header_of(data)).shape == tile.shape  # whole, it decodes
+    for cut in truncations(data):
         with pytest.raises(ImageError, match="damaged or truncated") as caught:
-            decode_gray(data[:cut], header_of(data))
+            decode_gray(cut, header_of(data))
         assert caught.value.status_code == 400
+
+
+def test_a_png_missing_its_end_chunk_is_refused(tile: np.ndarray) -> None:
+    data = encode(".png", tile)
+    assert data.endswith(b"IEND\xaeB`\x82")
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        decode_gray(data[:-12], header_of(data))
+
+
+@pytest.mark.parametrize(
+    ("extension", "params"),
+    [(".tiff", []), (".tiff", [cv2.IMWRITE_TIFF_COMPRESSION, 1]), (".bmp", [])],
+    ids=["tiff", "tiff-uncompressed", "bmp"],
+)
+def test_opencv_itself_refuses_truncated_tiff_and_bmp(
+    tile: np.ndarray, extension: str, params: list[int]
+) -> None:
+    # Pins OpenCV's behaviour: the service has no end check of its own for these formats
+    # (libtiff reports a short strip or directory as an error, the BMP reader runs out of
+    # input), so an upgrade that fills the rest instead must not pass unnoticed.
+    data = encode(extension, tile, params)
+    for cut in [*truncations(data), data[:-1]]:
+        try:
+            decoded = cv2.imdecode(np.frombuffer(cut, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            decoded = None
+        assert decoded is None, f"OpenCV decoded a {extension} missing {len(data) - len(cut)} B"
+
+
+def test_a_cut_jpeg_is_refused_despite_a_thumbnail_end_marker(tile: np.ndarray) -> None:
+    # An Exif thumbnail is a whole JPEG, end marker included, ahead of the photo's scan.
+    thumbnail = encode(".jpg", tile[:16, :16])
+    app1 = b"Exif\x00\x00" + thumbnail
+    photo = encode(".jpg", tile)
+    data = photo[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + photo[2:]
+    assert np.array_equal(decode_gray(data, header_of(data)), decode_gray(photo, header_of(photo)))
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        decode_gray(data[: len(data) - len(photo) // 2], header_of(data))
+
+
+def test_bytes_after_a_jpeg_end_marker_are_ignored(tile: np.ndarray) -> None:
+    # Some cameras append data after the image; only a missing end marker means a cut.
+    data = encode(".jpg", tile) + b"trailing camera data"
+    assert np.array_equal(
+        decode_gray(data, header_of(data)), decode_gray(data[:-20], header_of(data))
+    )
+
+
+def test_samples_wider_than_sixteen_bits_are_refused() -> None:
+    data = encode(".tiff", np.full((4, 6), 0.5, np.float32))
+    with pytest.raises(ImageError, match="float32 samples") as caught:
+        decode_gray(data, header_of(data))
+    assert caught.value.status_code == 415
 
 
 def test_overlay_is_a_colour_picture_of_the_photo() -> None:

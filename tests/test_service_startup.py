@@ -129,27 +129,34 @@ def test_corrupt_model_stops_the_process_with_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith(f"error: Model file {corrupt} is not a loadable ONNX model")
 
 
-def test_entry_point_gives_pillow_the_pixel_limit(model_path: Path) -> None:
+def test_entry_point_gives_opencv_the_pixel_limit(model_path: Path) -> None:
     result = run_python(
         """
-        import io
         import uvicorn
-        from PIL import Image
         import service.__main__ as entry_point
 
         uvicorn.run = lambda app, **options: None  # everything but serving
         assert entry_point.main() == 0
-        assert Image.MAX_IMAGE_PIXELS == 100, Image.MAX_IMAGE_PIXELS
 
-        # Pillow itself now refuses a 20 x 20 image, over twice the limit of 100 pixels.
-        png = io.BytesIO()
-        Image.new("L", (20, 20)).save(png, format="PNG")
+        # OpenCV itself now refuses a 20 x 20 image, over twice the limit of 100 pixels
+        # (it reads the limit when cv2 is first imported), and the service answers 400.
+        import cv2
+        import numpy as np
+        from service.imaging import ImageError, ImageHeader, decode_gray
+
+        at_limit = cv2.imencode(".png", np.zeros((10, 10), np.uint8))[1]
+        assert cv2.imdecode(at_limit, cv2.IMREAD_GRAYSCALE) is not None
+        png = cv2.imencode(".png", np.zeros((20, 20), np.uint8))[1]
         try:
-            Image.open(png).load()
-            refused = False
-        except Image.DecompressionBombError:
-            refused = True
-        assert refused, "Pillow decoded an image past MAX_IMAGE_PIXELS"
+            cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+            raise AssertionError("OpenCV decoded an image past MAX_IMAGE_PIXELS")
+        except cv2.error:
+            pass
+        try:
+            decode_gray(png.tobytes(), ImageHeader("PNG", 20, 20))
+            raise AssertionError("decode_gray returned an image past MAX_IMAGE_PIXELS")
+        except ImageError as error:
+            assert error.status_code == 400, error.status_code
         """,
         MODEL_PATH=str(model_path),
         MAX_IMAGE_PIXELS="100",
@@ -157,23 +164,22 @@ def test_entry_point_gives_pillow_the_pixel_limit(model_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_serving_imports_neither_torch_nor_opencv_nor_the_pipeline(model_path: Path) -> None:
+def test_serving_imports_neither_torch_nor_the_pipeline(model_path: Path) -> None:
     result = run_python(
         """
-        import io
         import sys
-        from PIL import Image
+        import cv2
+        import numpy as np
         from starlette.testclient import TestClient
         from service.app import create_app, load_segmenter
         from service.config import Settings
 
         settings = Settings.from_env()
         with TestClient(create_app(settings, load_segmenter(settings))) as client:
-            png = io.BytesIO()
-            Image.new("L", (40, 30)).save(png, format="PNG")
-            answer = client.post("/segment?format=json", files={"image": ("t.png", png.getvalue())})
+            png = cv2.imencode(".png", np.zeros((30, 40), np.uint8))[1].tobytes()
+            answer = client.post("/segment?format=json", files={"image": ("t.png", png)})
             assert answer.status_code == 200 and answer.json()["width"] == 40, answer.text
-        loaded = {"torch", "fastai", "training", "export", "cv2"} & {
+        loaded = {"torch", "fastai", "training", "export"} & {
             name.split(".")[0] for name in sys.modules
         }
         assert not loaded, f"serving imported {sorted(loaded)}"

@@ -121,7 +121,7 @@ def test_deploys_follow_their_branch_after_the_tests(
 def test_deploy_builds_smoke_tests_and_releases_the_cpu_image() -> None:
     runs = _runs(_load("deploy-heroku.yml"))
     order = [
-        "docker build --pull -f docker/Dockerfile",
+        "docker build --pull -f Dockerfile ",
         "docker/smoke_test.py",
         "docker push",
         "/formation",

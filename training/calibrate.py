@@ -1,9 +1,10 @@
 """Stage `calibrate`: choose how the trained network is served, on the validation split.
 
 Run as `python -m training.calibrate`; settings come from params.yaml (`calibrate`,
-`postprocess`). The threshold is the one with the best pooled Dice on the validation
-tiles among those that flag at most 5% of defect-free tiles; the test split is never
-used. Writes reports/calibrate.json, which `evaluate` and `export` serve the network by.
+`postprocess`). The threshold is the one of `calibrate.thresholds` with the best pooled
+Dice on the validation tiles among those that flag at most `calibrate.max_free_flagged`
+of the defect-free tiles; the test split is never used. Writes reports/calibrate.json,
+which `evaluate` and `export` serve the network by (training/served.py reads it).
 
 Kept apart from `train` so that a change to inference (the flip, post-processing, the
 threshold grid) reruns the minutes of scoring here, not the training run.
@@ -12,22 +13,14 @@ threshold grid) reruns the minutes of scoring here, not the training run.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from service.framing import InputPolicy
-from service.segmenter import Segmenter
 from training.checkpoint import Trained, input_policy, load_checkpoint
 from training.dataset import Tile, load_tiles
 from training.params import load_params
-from training.scoring import predict_tiles, score_tiles, summarise, torch_segmenter
-
-CALIBRATION = Path("reports/calibrate.json")
-# Finer at the top, where a confident network's false alarms on defect-free tiles end.
-THRESHOLDS = np.round(np.concatenate([np.arange(0.2, 0.96, 0.05), [0.97, 0.98, 0.99]]), 2)
-MAX_FREE_FLAGGED = 0.05
+from training.scoring import predict_tiles, score_tiles, summarise
+from training.served import CALIBRATION, torch_segmenter
 
 
 def main() -> None:
@@ -39,7 +32,14 @@ def calibrate(params: dict[str, Any]) -> dict:
     trained = load_checkpoint()
     policy = input_policy(trained.model_params, params["calibrate"]["test_time_flip"])
     min_area = params["postprocess"]["min_area"]
-    threshold, metrics = choose_threshold(trained, policy, load_tiles("valid"), min_area)
+    threshold, metrics = choose_threshold(
+        trained,
+        policy,
+        load_tiles("valid"),
+        min_area,
+        thresholds=params["calibrate"]["thresholds"],
+        max_free_flagged=params["calibrate"]["max_free_flagged"],
+    )
     calibration = {
         "threshold": threshold,
         "min_area": min_area,
@@ -52,27 +52,23 @@ def calibrate(params: dict[str, Any]) -> dict:
     return calibration
 
 
-def served_segmenter(trained: Trained, path: Path = CALIBRATION) -> Segmenter:
-    """The trained network in the service's Segmenter, run as `calibrate` chose."""
-    if not path.is_file():
-        raise SystemExit(f"error: no calibration at {path}; run `dvc repro calibrate` first.")
-    chosen = json.loads(path.read_text())
-    policy = input_policy(trained.model_params, chosen["test_time_flip"])
-    return torch_segmenter(trained.net, policy, chosen["threshold"], chosen["min_area"])
-
-
 def choose_threshold(
-    trained: Trained, policy: InputPolicy, tiles: list[Tile], min_area: int
+    trained: Trained,
+    policy: InputPolicy,
+    tiles: list[Tile],
+    min_area: int,
+    thresholds: list[float],
+    max_free_flagged: float,
 ) -> tuple[float, dict]:
     """The threshold with the best pooled Dice among those that flag at most
-    `MAX_FREE_FLAGGED` of the defect-free tiles (the strictest one if none does)."""
+    `max_free_flagged` of the defect-free tiles (the strictest one if none does)."""
     segmenter = torch_segmenter(trained.net, policy, threshold=0.5, min_area=min_area)
     probabilities = predict_tiles(segmenter, tiles)
     candidates = []
-    for threshold in THRESHOLDS:
+    for threshold in sorted(thresholds):
         segmenter.threshold = float(threshold)
         metrics = summarise(score_tiles(segmenter, tiles, probabilities))
-        admissible = metrics["detection"]["free_flagged_rate"] <= MAX_FREE_FLAGGED
+        admissible = metrics["detection"]["free_flagged_rate"] <= max_free_flagged
         candidates.append((admissible, metrics["dice_all"], float(threshold), metrics))
     admissible = [c for c in candidates if c[0]]
     _, _, threshold, metrics = max(admissible) if admissible else candidates[-1]

@@ -9,11 +9,12 @@ includes) and everything they depend on, not test tools installed beside them.
 from __future__ import annotations
 
 import platform
-import re
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+
+from training.requirements import normalise, requirement_names
 
 PACKAGES_FILE = Path("reports/packages.txt")
 REQUIREMENTS = Path("requirements/train.txt")
@@ -27,7 +28,7 @@ def main() -> None:
 def pipeline_packages(requirements: Path) -> list[str]:
     """`name==version` of each installed package the requirements pull in, Python first."""
     found: dict[str, str] = {}
-    pending = _requirement_names(requirements)
+    pending = requirement_names(requirements)
     while pending:
         name = pending.pop()
         if name in found:
@@ -41,30 +42,12 @@ def pipeline_packages(requirements: Path) -> list[str]:
             ) from None
         found[name] = distribution.version
         pending += [
-            _normalise(requirement.name)
+            normalise(requirement.name)
             for requirement in map(Requirement, distribution.requires or [])
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
         ]
     lines = [f"{name}=={version}" for name, version in sorted(found.items())]
     return [f"python=={platform.python_version()}", *lines]
-
-
-def _requirement_names(path: Path) -> list[str]:
-    """Package names in a pip requirements file, following `-r` includes."""
-    names: list[str] = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("-r"):
-            names += _requirement_names(path.parent / line[2:].strip())
-        elif line:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate():
-                names.append(_normalise(requirement.name))
-    return names
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 if __name__ == "__main__":

@@ -28,10 +28,6 @@ class Tile:
     image: np.ndarray
     mask: np.ndarray
 
-    @property
-    def is_defect_class(self) -> bool:
-        return self.label != "Free"
-
 
 def load_tiles(subset: str, raw_dir: Path = RAW_DIR, split_path: Path = SPLIT) -> list[Tile]:
     """The tiles of one split ("train", "valid" or "test"), read into memory."""

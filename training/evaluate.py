@@ -8,14 +8,12 @@ Writes metrics, ROC and per-class plot data, and overlay pictures for reports.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from service.segmenter import Segmenter
-from training.calibrate import served_segmenter
 from training.checkpoint import load_checkpoint
 from training.dataset import Tile, load_tiles
 from training.params import load_params
@@ -26,8 +24,7 @@ from training.scoring import (
     score_tiles,
     summarise,
 )
-
-REPORT_DIR = Path("reports/evaluate")
+from training.served import EVALUATION_DIR, EVALUATION_METRICS, served_segmenter
 
 
 def main() -> None:
@@ -55,13 +52,13 @@ def write_reports(
     overlays: int,
 ) -> None:
     """Metrics JSON, plot data for `dvc plots`, and input | truth | prediction pictures."""
-    plots = REPORT_DIR / "plots"
-    pictures = REPORT_DIR / "overlays"
+    plots = EVALUATION_DIR / "plots"
+    pictures = EVALUATION_DIR / "overlays"
     for folder in (plots, pictures):
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():
             old.unlink()
-    (REPORT_DIR / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    EVALUATION_METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
     (plots / "roc.json").write_text(json.dumps(roc_points(scores), indent=1) + "\n")
     per_class = [{"class": k, "dice": v} for k, v in metrics["per_class_dice"].items()]
     (plots / "per_class_dice.json").write_text(json.dumps(per_class, indent=1) + "\n")

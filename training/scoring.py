@@ -10,12 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from service.framing import InputPolicy
 from service.segmenter import Segmenter
 from training.dataset import Tile
-from training.model import Probability
 
 
 @dataclass(frozen=True)
@@ -34,19 +31,6 @@ class TileScore:
     @property
     def is_defect_class(self) -> bool:
         return self.label != "Free"
-
-
-def torch_segmenter(
-    net: torch.nn.Module, policy: InputPolicy, threshold: float, min_area: int
-) -> Segmenter:
-    """A Segmenter that runs the torch network in place of the ONNX file."""
-    model = Probability(net).eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch)).numpy()
-
-    return Segmenter(run, policy, threshold, min_area)
 
 
 def predict_tiles(segmenter: Segmenter, tiles: Iterable[Tile]) -> list[np.ndarray]:

@@ -1,7 +1,8 @@
-"""A tiny ONNX model that obeys the service's contract, for tests run before training.
+"""A tiny ONNX model that obeys the service's contract, for the tests and the reliability
+suite before training has exported a real one.
 
 It reads dark pixels as defects: probability = sigmoid((128 - mean3x3(image)) / 16). The
-graph is built with onnx.helper, so tests need neither torch nor a trained model.
+graph is built with onnx.helper, so they need neither torch nor a trained model.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def build_stand_in_model(
     model.ir_version = 8  # readable by every onnxruntime the service supports
     metadata = {
         "input_policy": json.dumps(
-            {"mode": "pad", "stride": stride, "max_side": 1024, "test_time_flip": test_time_flip}
+            {"stride": stride, "max_side": 1024, "test_time_flip": test_time_flip}
         ),
         "threshold": str(threshold),
         "min_area": "16",

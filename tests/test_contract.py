@@ -1,0 +1,74 @@
+"""The ONNX contract: the model card written by export is the card the service reads."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from harness.server import REPO_ROOT
+from service.contract import ModelCard, ModelError, check_model_file, open_session
+from service.framing import InputPolicy
+
+COMMITTED_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
+
+
+def test_the_committed_model_card_reads_and_writes_back_unchanged() -> None:
+    session = open_session(COMMITTED_MODEL, ["CPUExecutionProvider"], 1)
+    metadata = session.get_modelmeta().custom_metadata_map
+    card = ModelCard.from_metadata(metadata, COMMITTED_MODEL)
+    written = card.to_metadata()
+    assert ModelCard.from_metadata(written, COMMITTED_MODEL) == card
+    # The same keys and texts; the policy's JSON may have dropped fields only old files carry.
+    assert written.keys() == metadata.keys()
+    assert {k: v for k, v in written.items() if k != "input_policy"} == {
+        k: v for k, v in metadata.items() if k != "input_policy"
+    }
+    assert card.version and isinstance(card.test_metrics, dict)
+    assert isinstance(card.training_params, dict)
+
+
+def test_a_card_without_provenance_round_trips() -> None:
+    card = ModelCard(InputPolicy(16, 1024, test_time_flip=True), 0.7, 64)
+    assert set(card.to_metadata()) == {"input_policy", "threshold", "min_area"}
+    assert ModelCard.from_metadata(card.to_metadata(), "m.onnx") == card
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("threshold", None, "lacks the metadata key 'threshold'"),
+        ("min_area", "many", "has an invalid 'min_area'"),
+        ("input_policy", '{"stride": 16}', "has an invalid 'input_policy'"),
+        ("input_policy", "[]", "has an invalid 'input_policy'"),
+    ],
+)
+def test_a_missing_or_invalid_key_is_refused_in_one_sentence(
+    key: str, value: str | None, message: str
+) -> None:
+    metadata = ModelCard(InputPolicy(16, 1024), 0.5, 16).to_metadata()
+    if value is None:
+        del metadata[key]
+    else:
+        metadata[key] = value
+    with pytest.raises(ModelError, match=f"^Model file m.onnx {message}") as caught:
+        ModelCard.from_metadata(metadata, "m.onnx")
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).endswith("re-export it with the pipeline's export stage.")
+
+
+def test_provenance_that_is_not_json_is_kept_as_text() -> None:
+    metadata = {**ModelCard(InputPolicy(16, 1024), 0.5, 16).to_metadata(), "test_metrics": "n/a"}
+    assert ModelCard.from_metadata(metadata, "m.onnx").test_metrics == "n/a"
+
+
+def test_model_file_check_gives_the_hash_and_refuses_another(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert check_model_file(model, None) == check_model_file(model, digest) == digest
+    with pytest.raises(ModelError, match=r"not the 0{64} that MODEL_SHA256 expects"):
+        check_model_file(model, "0" * 64)
+    with pytest.raises(ModelError, match="is a directory"):
+        check_model_file(tmp_path, None)
