@@ -1,12 +1,13 @@
 """Installed size of the serving environment against the training environment.
 
 The serving figure comes from a fresh virtual environment holding exactly
-requirements/serve.txt, measured with `du` (the disk a container layer would take) less
-pip, which installs the packages and serves nothing; the full run also starts the service
-from it, as a container would. It is cached under the cache folder with a hash of
-serve.txt, so `--reuse-serve-venv` skips the install when nothing changed. `--quick` does
-not build it: it adds up the files that serve.txt's packages installed into the running
-environment instead (their RECORD lists), which is close but misses the venv's own files.
+requirements/serve.txt, built as the image builds its own (a venv without pip, filled by
+the pip outside it) and measured with `du`: the disk the image's venv layer takes. The
+full run also starts the service from it, as a container would. It is cached under the
+cache folder with a hash of serve.txt, so `--reuse-serve-venv` skips the install when
+nothing changed. `--quick` does not build it: it adds up the files that serve.txt's
+packages installed into the running environment instead (their RECORD lists), which is
+close but misses the venv's own files.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def measure(venv: Path | None, reused: bool = False) -> dict[str, object]:
     training = {"path": str(training_root), "mb": du_mb(training_root)}
     if venv is not None:
         serving = {
-            "method": "fresh venv with requirements/serve.txt, du, without pip",
+            "method": "fresh venv without pip, as in the image, with requirements/serve.txt, du",
             "path": str(venv),
             "reused": reused,
-            "mb": round(du_mb(venv) - _installer_mb(_site_packages(venv)), 1),
+            "mb": du_mb(venv),
             "largest_packages_mb": _largest(_site_packages(venv)),
         }
     else:
@@ -51,15 +52,18 @@ def measure(venv: Path | None, reused: bool = False) -> dict[str, object]:
 
 def serving_venv(cache_dir: Path, reuse: bool) -> tuple[Path, bool]:
     """A venv with requirements/serve.txt installed; returns it and whether it was reused."""
-    venv = cache_dir / "serve-venv"
+    venv = cache_dir / "serving-venv"
     stamp = venv / ".serve-requirements.sha256"
     digest = file_sha256(SERVE_REQUIREMENTS)
     if reuse and stamp.is_file() and stamp.read_text() == digest:
         return venv, True
     shutil.rmtree(venv, ignore_errors=True)
     for command in (
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-r", str(SERVE_REQUIREMENTS)],
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        [
+            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")),
+            *("install", "-r", str(SERVE_REQUIREMENTS)),
+        ],
     ):
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
@@ -89,14 +93,6 @@ def records_mb(names: list[str]) -> float:
 
 def _site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
-
-
-def _installer_mb(site_packages: Path) -> float:
-    """pip's own files: it installs the serving packages and serves nothing, and an image
-    built from the locks can drop it."""
-    return sum(du_mb(entry) for entry in site_packages.glob("pip") if entry.is_dir()) + sum(
-        du_mb(entry) for entry in site_packages.glob("pip-*.dist-info")
-    )
 
 
 def _largest(site_packages: Path, count: int = 6) -> dict[str, float]:
