@@ -35,6 +35,12 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY service/ /app/service/
 COPY models/segmenter.onnx /app/models/segmenter.onnx
+# The model's registry version (v1.2.3 of the tag segmenter@v1.2.3), which the deploy
+# workflow passes for a registered commit: `docker inspect` shows it as the image's
+# version and /info reports it. Declared after the COPYs, so that images of another
+# version share every layer above.
+ARG MODEL_REGISTRY_VERSION=""
+LABEL org.opencontainers.image.version="${MODEL_REGISTRY_VERSION}"
 
 # Settings for a small dyno (512 MB, a share of a few cores): one process, two
 # onnxruntime threads, a short queue so that a burst gets a quick 503 + Retry-After
@@ -51,6 +57,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     MODEL_PATH=/app/models/segmenter.onnx \
+    MODEL_REGISTRY_VERSION=${MODEL_REGISTRY_VERSION} \
     INFERENCE_THREADS=2 \
     MAX_QUEUE=4 \
     MAX_IMAGE_PIXELS=4000000 \

@@ -44,3 +44,22 @@ bench: ## measure the service against PyTorch eager and the blog's fastai path -
 
 reliability: ## reliability suite, full mode (~6-10 min) -> reliability/results/full.{json,md}; ARGS=--quick for CI's
 	$(BIN)/python -m reliability $(ARGS)
+
+.PHONY: register promote registry
+
+# The model registry is git tags on origin (GTO, stages in .gto); each move fetches them
+# first, since a version or stage number must follow the newest one anyone pushed.
+FETCH_TAGS := git fetch --quiet --tags origin
+
+register: $(INSTALLED) ## version the model committed at HEAD: pushes tag segmenter@vX.Y.Z (next patch; BUMP=minor or BUMP=major)
+	$(FETCH_TAGS)
+	$(BIN)/gto register segmenter HEAD $(if $(BUMP),--bump-$(BUMP)) --push
+
+promote: $(INSTALLED) ## STAGE=dev|prod: pushes tag segmenter#STAGE#N for HEAD's version (VERSION=v1.2.3 for another), which deploys it
+	$(if $(STAGE),,$(error STAGE is missing: run make promote STAGE=dev or STAGE=prod))
+	$(FETCH_TAGS)
+	$(BIN)/gto assign segmenter $(if $(VERSION),segmenter@$(VERSION),HEAD) --stage $(STAGE) --push
+
+registry: $(INSTALLED) ## the model's versions and the stage each holds, as origin has them
+	$(FETCH_TAGS)
+	$(BIN)/gto show segmenter

@@ -1,4 +1,6 @@
-"""The HTTP API: POST /segment, and GET /health, /ready, /info and /metrics.
+"""The HTTP API: POST /segment, and GET /health, /ready, /info and /metrics; the page for
+people (GET /, service/page.py) and the contract for programs (GET /openapi.json,
+service/openapi.py).
 
 A request to /segment passes cheap checks on the event loop first (answer format,
 content type, body size, image header), so that a bad upload costs no queue slot. Only
@@ -29,6 +31,8 @@ from starlette.routing import Route
 from service.admission import BoundedQueue, PixelBudget
 from service.config import Settings
 from service.imaging import ImageError, decode_gray, encode_png, read_header, render_overlay
+from service.openapi import openapi
+from service.page import page_routes
 from service.regions import Segmentation
 from service.segmenter import Segmenter
 from service.telemetry import Metrics, MetricsMiddleware
@@ -61,6 +65,8 @@ def create_app(settings: Settings, segmenter: Segmenter) -> Starlette:
         Route("/ready", service.ready, methods=["GET"]),
         Route("/info", service.info, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *page_routes(),
     ]
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics, routes={route.path for route in routes})
@@ -234,7 +240,7 @@ def _render(
     if answer == "mask":
         return segmentation, encode_png(segmentation.mask), "image/png"
     if answer == "overlay":
-        return segmentation, *render_overlay(gray, segmentation.mask, segmentation.regions)
+        return segmentation, *render_overlay(gray, segmentation)
     return segmentation, None, "application/json"
 
 
@@ -245,6 +251,7 @@ def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
     return {
         "model": {
             "version": card.version,
+            "registry_version": settings.model_registry_version,
             "sha256": sha256,
             "input_policy": json.loads(card.policy.to_json()),
             "threshold": card.threshold,
@@ -263,7 +270,7 @@ def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    routes = "POST /segment, GET /health, /ready, /info and /metrics"
+    routes = "POST /segment, GET /, /page.js, /openapi.json, /health, /ready, /info and /metrics"
     return JSONResponse({"error": f"No such route; the API serves {routes}."}, status_code=404)
 
 

@@ -32,6 +32,7 @@ ENVIRONMENT_VARIABLES = (
     "BODY_TIMEOUT",
     "KEEP_ALIVE_TIMEOUT",
     "MODEL_SHA256",
+    "MODEL_REGISTRY_VERSION",
 )
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -66,6 +67,10 @@ class Settings:
     # When set, the model file must have this SHA-256 or the service refuses to start:
     # onnxruntime cannot see a flipped bit in the weights, a checksum can.
     model_sha256: str | None = None
+    # The model's version in the registry (segmenter@v1.2.3 -> "v1.2.3"), which the deploy
+    # workflow builds into the image: a promotion names a version, and the file's own card
+    # cannot know the version it is registered under later.
+    model_registry_version: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -93,6 +98,7 @@ class Settings:
             body_timeout=_seconds(environ, "BODY_TIMEOUT", defaults.body_timeout),
             keep_alive_timeout=_seconds(environ, "KEEP_ALIVE_TIMEOUT", defaults.keep_alive_timeout),
             model_sha256=_sha256(environ.get("MODEL_SHA256", "")),
+            model_registry_version=_registry_version(environ.get("MODEL_REGISTRY_VERSION", "")),
         )
 
 
@@ -138,6 +144,21 @@ def _sha256(text: str) -> str | None:
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise SettingsError(f"MODEL_SHA256 must be 64 hexadecimal digits, got {text!r}.")
     return digest
+
+
+# GTO's versions: "v" and a semantic version, with an optional pre-release or build part.
+_REGISTRY_VERSION = re.compile(r"v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?")
+
+
+def _registry_version(text: str) -> str | None:
+    version = text.strip()
+    if not version:
+        return None
+    if not _REGISTRY_VERSION.fullmatch(version):
+        raise SettingsError(
+            f"MODEL_REGISTRY_VERSION must be a registry version like v1.2.3, got {text!r}."
+        )
+    return version
 
 
 def _providers(text: str) -> tuple[str, ...] | None:

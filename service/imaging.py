@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from service.regions import Region
+from service.regions import Segmentation
 
 # OpenCV logs every file it fails to decode on stderr; the client already gets a 400
 # saying so, and a flood of bad uploads must not flood the log.
@@ -111,18 +111,66 @@ def encode_png(image: np.ndarray) -> bytes:
     return _encode(".png", image, _PNG_PARAMS)
 
 
-def render_overlay(gray: np.ndarray, mask: np.ndarray, regions: list[Region]) -> tuple[bytes, str]:
-    """The photo with defects tinted red and boxed; returns the bytes and their media type."""
+def render_overlay(gray: np.ndarray, segmentation: Segmentation) -> tuple[bytes, str]:
+    """The photo for a person: defects tinted red, each region outlined and numbered with
+    its mean probability, and a banner with the verdict and the legend; returns the bytes
+    and their media type."""
     picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    defect = mask > 0
+    defect = segmentation.mask > 0
     picture[defect] = picture[defect] // 2 + np.array([0, 0, 127], np.uint8)  # BGR
-    thickness = max(1, round(max(gray.shape) / 500))
-    for region in regions:
-        corner = (region.x + region.width - 1, region.y + region.height - 1)
-        cv2.rectangle(picture, (region.x, region.y), corner, (0, 255, 255), thickness)
+    # Sizes follow the photo, so labels stay legible on a 200 px tile and on a 4000 px one.
+    # The shorter side sets them: by the longer one, a 1 x 1,000,000 photo got 2,000 px
+    # lines and glyphs that took OpenCV longer to draw than the request may take.
+    scale = max(0.35, min(gray.shape) / 1200)
+    thickness = max(1, round(min(gray.shape) / 500))
+    contours, _ = cv2.findContours(
+        defect.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(picture, contours, -1, _OUTLINE, thickness)
+    for number, region in enumerate(segmentation.regions, 1):
+        label = f"{number}: p {region.mean_probability:.2f}"
+        _label(picture, label, (region.x, region.y + region.height), scale, _OUTLINE)
+    score, threshold = segmentation.score, segmentation.threshold
+    if segmentation.defective:
+        verdict = f"defective - score {score:.2f} >= {threshold:.2f}"
+        legend = "red: defect; n: p = region n, mean probability"
+        _banner(picture, [verdict, legend], scale, (80, 80, 255))
+    else:
+        _banner(picture, [f"no defect found - score {score:.2f} < {threshold:.2f}"], scale, _OK)
     if max(gray.shape) > _JPEG_MAX_SIDE:  # JPEG cannot store it; PNG can
         return _encode(".png", picture, _PNG_PARAMS), "image/png"
     return _encode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90]), "image/jpeg"
+
+
+def _label(
+    picture: np.ndarray, text: str, corner: tuple[int, int], scale: float, colour: Colour
+) -> tuple[int, int]:
+    """`text` on a dark box whose top-left corner is `corner`, moved inside the picture
+    where it would stick out; returns the box's size."""
+    (width, height), baseline = cv2.getTextSize(text, _FONT, scale, 1)
+    pad = max(2, round(4 * scale))
+    box_width, box_height = width + 2 * pad, height + baseline + 2 * pad
+    x = max(0, min(corner[0], picture.shape[1] - box_width))
+    y = max(0, min(corner[1], picture.shape[0] - box_height))
+    cv2.rectangle(picture, (x, y), (x + box_width, y + box_height), (0, 0, 0), cv2.FILLED)
+    origin = (x + pad, y + pad + height)
+    cv2.putText(picture, text, origin, _FONT, scale, colour, 1, cv2.LINE_AA)
+    return box_width, box_height
+
+
+def _banner(picture: np.ndarray, lines: list[str], scale: float, colour: Colour) -> None:
+    """`lines` at the top left, one under the other, the first in `colour`."""
+    y = 0
+    for index, line in enumerate(lines):
+        _, height = _label(picture, line, (0, y), scale, colour if index == 0 else _TEXT)
+        y += height
+
+
+Colour = tuple[int, int, int]
+_FONT = cv2.FONT_HERSHEY_SIMPLEX  # Hershey fonts draw ASCII only: no dashes or symbols
+_OUTLINE: Colour = (0, 255, 255)  # BGR yellow, clear on both grey tile and red tint
+_OK: Colour = (120, 220, 120)
+_TEXT: Colour = (255, 255, 255)
 
 
 # Grey at the file's own bit depth (16-bit kept for the >> 8 below; OpenCV's own reduction

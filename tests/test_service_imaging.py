@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.imaging import ImageError, ImageHeader, decode_gray, read_header, render_overlay
-from service.regions import Region
+from service.regions import Region, Segmentation
 
 pytest_plugins = ["tests.service_fixtures"]
 
@@ -289,20 +289,41 @@ def test_samples_wider_than_sixteen_bits_are_refused() -> None:
     assert caught.value.status_code == 415
 
 
+def segmentation_of(mask: np.ndarray, regions: list[Region], score: float) -> Segmentation:
+    """A segmentation whose `min_area`-th highest probability, its score, is `score`."""
+    probability = np.where(mask > 0, np.float32(score), np.float32(0))
+    return Segmentation(probability, mask, threshold=0.7, min_area=1, regions=regions)
+
+
 def test_overlay_is_a_colour_picture_of_the_photo() -> None:
-    gray = np.full((40, 30), 200, np.uint8)
+    gray = np.full((400, 300), 200, np.uint8)
     mask = np.zeros_like(gray)
-    mask[10:20, 5:15] = 255
-    picture, media_type = render_overlay(gray, mask, [Region(5, 10, 10, 10, 100, 0.9)])
+    mask[200:260, 100:160] = 255
+    region = Region(100, 200, 60, 60, 3600, 0.9)
+    picture, media_type = render_overlay(gray, segmentation_of(mask, [region], 0.9))
     decoded = cv2.imdecode(np.frombuffer(picture, np.uint8), cv2.IMREAD_COLOR)
-    assert media_type == "image/jpeg" and decoded.shape == (40, 30, 3)
-    blue, green, red = decoded[15, 10].astype(int)
+    assert media_type == "image/jpeg" and decoded.shape == (400, 300, 3)
+    blue, green, red = decoded[230, 130].astype(int)
     assert red > green + 50 and red > blue + 50  # defects are tinted red
-    assert abs(int(decoded[35, 25, 2]) - 200) < 10  # the rest is left as it was
+    _, green, red = decoded[200, 130].astype(int)
+    assert red > 150 and green > 150  # and outlined in yellow, not just red
+    assert abs(int(decoded[380, 280, 2]) - 200) < 10  # the rest is left as it was
+    assert decoded[:10, :100].mean() < 120  # the banner: a dark band of text at the top
+
+
+def test_overlay_of_a_clean_tile_says_so() -> None:
+    gray = np.full((400, 300), 200, np.uint8)
+    clean = np.zeros_like(gray)
+    picture, _ = render_overlay(gray, segmentation_of(clean, [], 0.12))
+    decoded = cv2.imdecode(np.frombuffer(picture, np.uint8), cv2.IMREAD_COLOR)
+    band = decoded[:14, :100].astype(int)
+    # A dark band with green text, and no red anywhere.
+    assert band.mean() < 120 and (band[..., 1] - band[..., 2] > 50).any()
+    assert not (decoded[..., 2].astype(int) - decoded[..., 1] > 50).any()
 
 
 def test_overlay_too_long_for_jpeg_is_a_png() -> None:
     strip = np.zeros((70_000, 1), np.uint8)
-    picture, media_type = render_overlay(strip, strip, [])
+    picture, media_type = render_overlay(strip, segmentation_of(strip, [], 0.0))
     assert media_type == "image/png"
     assert cv2.imdecode(np.frombuffer(picture, np.uint8), cv2.IMREAD_COLOR).shape == (70_000, 1, 3)

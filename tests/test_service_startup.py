@@ -65,6 +65,7 @@ def test_settings_from_environment() -> None:
             "MAX_QUEUE": "4",
             "CORS_ORIGINS": "https://a.example, http://localhost:3000",
             "LOG_LEVEL": "WARNING",
+            "MODEL_REGISTRY_VERSION": " v1.2.3 ",
         }
     )
     assert settings == Settings(
@@ -78,6 +79,7 @@ def test_settings_from_environment() -> None:
         max_queue=4,
         cors_origins=("https://a.example", "http://localhost:3000"),
         log_level="warning",
+        model_registry_version="v1.2.3",
     )
 
 
@@ -94,6 +96,8 @@ def test_settings_from_environment() -> None:
         ("CORS_ORIGINS", "example.com"),
         ("CORS_ORIGINS", "https://example.com/app"),
         ("LOG_LEVEL", "loud"),
+        ("MODEL_REGISTRY_VERSION", "1.2.3"),
+        ("MODEL_REGISTRY_VERSION", "segmenter@v1.2.3"),
     ],
 )
 def test_bad_setting_is_refused_in_one_sentence(name: str, value: str) -> None:
@@ -197,6 +201,18 @@ def test_ready_is_503_until_the_warm_up_has_run(model_path: Path) -> None:
     assert client.get("/health").status_code == 200
     with client:
         assert client.get("/ready").json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(("variable", "reported"), [("v1.4.0", "v1.4.0"), ("", None)])
+def test_info_reports_the_registry_version(
+    model_path: Path, variable: str, reported: str | None
+) -> None:
+    # An image built without a version (docker build with no build-arg) sets it empty.
+    settings = Settings.from_env(
+        {"MODEL_PATH": str(model_path), "MODEL_REGISTRY_VERSION": variable}
+    )
+    with TestClient(create_app(settings, load_segmenter(settings))) as client:
+        assert client.get("/info").json()["model"]["registry_version"] == reported
 
 
 def test_cors_only_for_configured_origins(model_path: Path) -> None:

@@ -102,27 +102,114 @@ def test_experiments_train_on_a_cml_gpu_runner_and_report_on_the_pull_request() 
     assert train["env"]["DVC_STUDIO_TOKEN"] == "${{ secrets.DVC_STUDIO_TOKEN }}", "live metrics"
 
 
+# Stage -> (workflow, app secret): GTO's stage tags are the only automatic deploys.
+DEPLOYS = {
+    "dev": ("deploy-dev.yml", "HEROKU_APP_DEV"),
+    "prod": ("deploy-prod.yml", "HEROKU_APP_PROD"),
+}
+
+
+def github_filter(pattern: str) -> re.Pattern[str]:
+    """A branch or tag filter pattern as a regular expression over the whole name, after
+    GitHub's documented filter pattern syntax: `*` any characters but `/`, `**` any
+    characters, `?` and `+` zero or one and one or more of the preceding character,
+    `[...]` one character of the set; every other character stands for itself."""
+    assert not pattern.startswith("!"), "a negated pattern excludes; it matches nothing alone"
+    regex, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            regex, i = regex + ".*", i + 2
+        elif pattern[i] == "*":
+            regex, i = regex + "[^/]*", i + 1
+        elif pattern[i] in "?+":
+            regex, i = regex + pattern[i], i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            regex, i = regex + pattern[i : end + 1], end + 1
+        else:
+            regex, i = regex + re.escape(pattern[i]), i + 1
+    return re.compile(regex)
+
+
+def deploys_triggered_by_tag(tag: str) -> set[str]:
+    """The deploy workflows that a push of `tag` starts."""
+    triggered = set()
+    for name in (workflow for workflow, _ in DEPLOYS.values()):
+        patterns = _load(name)["on"]["push"]["tags"]
+        if any(github_filter(pattern).fullmatch(tag) for pattern in patterns):
+            triggered.add(name)
+    return triggered
+
+
 @pytest.mark.parametrize(
-    ("name", "branch", "app_secret"),
-    [("deploy-dev.yml", "dev", "HEROKU_APP_DEV"), ("deploy-prod.yml", "main", "HEROKU_APP_PROD")],
+    ("pattern", "name", "matches"),
+    [
+        # The examples of GitHub's "Patterns to match branches and tags" table.
+        ("feature/*", "feature/my-branch", True),
+        ("feature/*", "feature/your-branch/x", False),
+        ("feature/**", "feature/mona/the/octocat", True),
+        ("*feature", "ver-10-feature", True),
+        ("v2*", "v2.9", True),
+        ("v[12].[0-9]+.[0-9]+", "v1.10.1", True),
+        ("v[12].[0-9]+.[0-9]+", "v3.0.0", False),
+        ("v[12].[0-9]+.[0-9]+", "v1x0.0", False),
+    ],
 )
-def test_deploys_follow_their_branch_after_the_tests(
-    name: str, branch: str, app_secret: str
+def test_github_filter_follows_the_documented_examples(
+    pattern: str, name: str, matches: bool
 ) -> None:
+    assert bool(github_filter(pattern).fullmatch(name)) is matches
+
+
+@pytest.mark.parametrize(
+    ("tag", "triggered"),
+    [
+        ("segmenter#prod#3", {"deploy-prod.yml"}),
+        ("segmenter#prod#12", {"deploy-prod.yml"}),
+        ("segmenter#dev#3", {"deploy-dev.yml"}),
+        # A version, another artifact, GTO's unassignment, deregistration and deprecation
+        # tags, and look-alike stages deploy nothing.
+        ("segmenter@v1.0.0", set()),
+        ("other#prod#1", set()),
+        ("segmenter#prod!#4", set()),
+        ("segmenter@v1.0.0!", set()),
+        ("segmenter@deprecated", set()),
+        ("segmenter#production#1", set()),
+        ("xsegmenter#prod#1", set()),
+        ("models=segmenter#prod#1", set()),  # GTO names an artifact of models/dvc.yaml so
+    ],
+)
+def test_only_stage_tags_start_their_deploy(tag: str, triggered: set[str]) -> None:
+    assert deploys_triggered_by_tag(tag) == triggered
+
+
+@pytest.mark.parametrize("stage", sorted(DEPLOYS))
+def test_deploys_release_the_commit_of_their_stage_tag(stage: str) -> None:
+    name, app_secret = DEPLOYS[stage]
     workflow = _load(name)
-    trigger = workflow["on"]["workflow_run"]
-    assert trigger["workflows"] == ["test"] and trigger["branches"] == [branch]
+    # With only `tags` under `push`, no branch push (no merge) starts it.
+    assert set(workflow["on"]) == {"push", "workflow_dispatch"}
+    assert workflow["on"]["push"] == {"tags": [f"segmenter#{stage}#*"]}
     job = workflow["jobs"]["deploy"]
-    assert "success" in job["if"] and "'push'" in job["if"]
+    # By hand too, only from a stage tag: the same names as the push filter.
+    assert job["if"] == f"startsWith(github.ref, 'refs/tags/segmenter#{stage}#')"
     assert job["uses"] == "./.github/workflows/deploy-heroku.yml"
+    assert job["with"]["ref"] == "${{ github.ref }}", "the tag, so its commit is built"
     assert job["secrets"]["HEROKU_APP"] == f"${{{{ secrets.{app_secret} }}}}"
 
 
 def test_deploy_builds_smoke_tests_and_releases_the_cpu_image() -> None:
-    runs = _runs(_load("deploy-heroku.yml"))
+    workflow = _load("deploy-heroku.yml")
+    checkout = _steps(workflow)[0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"] == {"ref": "${{ inputs.ref }}", "fetch-depth": 0}, "with the tags"
+    runs = _runs(workflow)
     order = [
+        "git tag --points-at HEAD",
         "docker build --pull -f Dockerfile ",
+        '--build-arg "MODEL_REGISTRY_VERSION=$MODEL_REGISTRY_VERSION"',
         "docker/smoke_test.py",
+        "/info",
         "docker push",
         "/formation",
         "/ready",
