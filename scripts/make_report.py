@@ -1,5 +1,6 @@
-"""The experiment report: metrics (and their diff against a base revision), learning
-curves and the evaluate stage's overlay pictures, as one Markdown file with its images.
+"""The experiment report: the headline figures (and their change against a base revision),
+every metric and param folded below them, learning curves and the evaluate stage's overlay
+pictures, as one Markdown file with its images.
 
     python -m scripts.make_report --out reports/cml [--base origin/main]
     make report BASE=main
@@ -35,6 +36,16 @@ OVERLAYS_DIR = Path("reports/evaluate/overlays")
 CURVES_FILE = "learning_curves.png"
 DEFAULT_OUT = Path("reports/cml")
 MAX_OVERLAYS = 12
+EVALUATION = "reports/evaluate/metrics.json"
+EXPORT = "reports/export.json"
+# What a reviewer decides on, in this order: (label, metrics file, keys into its JSON).
+HEADLINE = (
+    ("Dice, defect tiles (pooled)", EVALUATION, ("dice_defect",)),
+    ("recall at the decision threshold", EVALUATION, ("detection", "recall")),
+    ("defect-free tiles flagged", EVALUATION, ("detection", "free_flagged_rate")),
+    ("image AUROC", EVALUATION, ("detection", "auroc")),
+    ("in-process time per test tile, ms", EXPORT, ("latency_ms_median",)),
+)
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,58 @@ def metrics_table(repo: Path) -> str:
     return "\n".join(rows) + "\n" if len(rows) > 2 else "_No metrics yet._\n"
 
 
+def headline_table(repo: Path, base: str | None = None) -> str:
+    """The headline figures of the working tree, beside those of `base` and the change."""
+    current = {path: _read_json(repo / path) for path in (EVALUATION, EXPORT)}
+    before = {path: _read_json_at(repo, base, path) for path in (EVALUATION, EXPORT)}
+    per_class = [
+        (f"Dice, {name}", EVALUATION, ("per_class_dice", name))
+        for name in sorted(current[EVALUATION].get("per_class_dice", {}))
+    ]
+    rows = [HEADLINE[0], *per_class, *HEADLINE[1:]]
+    if base:
+        lines = ["| figure | this | base | change |", "|---|---:|---:|---:|"]
+    else:
+        lines = ["| figure | value |", "|---|---:|"]
+    for label, path, keys in rows:
+        value = _lookup(current[path], keys)
+        if base:
+            old = _lookup(before[path], keys)
+            change = (
+                f"{value - old:+.4f}".rstrip("0").rstrip(".")
+                if isinstance(value, float | int) and isinstance(old, float | int)
+                else "-"
+            )
+            lines.append(f"| {label} | {_number(value)} | {_number(old)} | {change} |")
+        else:
+            lines.append(f"| {label} | {_number(value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_json_at(repo: Path, revision: str | None, path: str) -> dict:
+    if not revision:
+        return {}
+    try:
+        return json.loads(_git(repo, "show", f"{revision}:{path}") or "{}")
+    except ValueError:
+        return {}
+
+
+def _lookup(data: object, keys: Sequence[str]) -> object:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
 def _flatten(data: object, prefix: str = "") -> list[tuple[str, object]]:
     if isinstance(data, dict):
         return [pair for key, value in data.items() for pair in _flatten(value, f"{prefix}{key}.")]
@@ -186,6 +249,8 @@ def _flatten(data: object, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def _number(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
     return str(value)
@@ -201,9 +266,12 @@ def build_report(repo: Path, out: Path, base: str | None = None) -> Path:
     lines = [f"# Experiment report: `{revision}`", ""]
     if base:
         base_label = _git(repo, "rev-parse", "--short", base).strip() or base
+        lines += [f"Compared with `{base}` (`{base_label}`); `workspace` is this experiment.", ""]
+    lines += ["## Headline", "", headline_table(repo, base)]
+    # Every metric and param, folded: dozens of rows a reviewer opens when they need them.
+    lines += ["<details><summary>Every metric and param</summary>", ""]
+    if base:
         lines += [
-            f"Compared with `{base}` (`{base_label}`); `workspace` is this experiment.",
-            "",
             "## Metrics",
             "",
             dvc_markdown(repo, "metrics", "diff", base, "--precision", "4"),
@@ -213,6 +281,7 @@ def build_report(repo: Path, out: Path, base: str | None = None) -> Path:
         ]
     else:
         lines += ["## Metrics", "", metrics_table(repo)]
+    lines += ["</details>", ""]
     base_curves = read_base_curves(repo, base) if base else []
     plot_curves(read_curves(repo), out / CURVES_FILE, base_curves)
     caption = "Learning curves" + (f" (dashed: `{base}`)" if base_curves else "")

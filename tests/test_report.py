@@ -50,7 +50,12 @@ def _write_experiment(repo: Path, epochs: int, dice: float, lr: float) -> None:
     (repo / "dvclive/metrics.json").write_text(json.dumps(metrics))
     evaluate = repo / "reports/evaluate"
     evaluate.mkdir(parents=True, exist_ok=True)
-    (evaluate / "metrics.json").write_text(json.dumps({"defect_dice": dice * 0.9}))
+    evaluated = {
+        "dice_defect": dice * 0.9,
+        "per_class_dice": {"Crack": dice * 0.5},
+        "detection": {"recall": dice + 0.3, "free_flagged_rate": 0.04, "auroc": 0.95},
+    }
+    (evaluate / "metrics.json").write_text(json.dumps(evaluated))
     (repo / "params.yaml").write_text(
         f"model:\n  arch: compact_unet\ntrain:\n  epochs: {epochs}\n  lr: {lr}\n"
     )
@@ -93,7 +98,7 @@ def test_report_diffs_metrics_and_params_against_the_base(experiment: Path, tmp_
     assert "| dvclive/metrics.json" in metrics
     dice_row = next(line for line in metrics.splitlines() if "| dice " in line)
     assert "0.4" in dice_row and "0.55" in dice_row and "0.15" in dice_row, dice_row
-    assert "defect_dice" in metrics  # the evaluate stage's file too
+    assert "dice_defect" in metrics  # the evaluate stage's file too
     params = report.split("## Params")[1].split("## Learning curves")[0]
     epochs_row = next(line for line in params.splitlines() if "train.epochs" in line)
     assert "3" in epochs_row and "5" in epochs_row
@@ -109,13 +114,27 @@ def test_report_diffs_metrics_and_params_against_the_base(experiment: Path, tmp_
     assert (out / ".gitignore").read_text() == "*\n", "the generated folder stays out of git"
 
 
+def test_report_opens_with_the_headline_and_folds_every_metric(
+    experiment: Path, tmp_path: Path
+) -> None:
+    report = build_report(experiment, tmp_path / "cml", base="base").read_text()
+    headline = report.split("## Headline")[1].split("<details>")[0]
+    assert report.index("## Headline") < report.index("<details>") < report.index("## Metrics")
+    assert "| Dice, defect tiles (pooled) | 0.495 | 0.36 | +0.135 |" in headline
+    assert "| Dice, Crack | 0.275 | 0.2 | +0.075 |" in headline
+    assert "| recall at the decision threshold | 0.85 | 0.7 | +0.15 |" in headline
+    assert "| defect-free tiles flagged | 0.04 | 0.04 | +0 |" in headline
+    assert "| in-process time per test tile, ms | - | - | - |" in headline  # no export yet
+    assert report.index("</details>") < report.index("## Learning curves")
+
+
 def test_report_without_a_base_shows_the_metrics(experiment: Path, tmp_path: Path) -> None:
     report = build_report(experiment, tmp_path / "cml").read_text()
     assert "## Params" not in report
     metrics = report.split("## Metrics")[1].split("## Learning curves")[0]
     assert "| dvclive/metrics.json | dice | 0.55 |" in metrics
     assert "| dvclive/metrics.json | train.loss | 0.3 |" in metrics
-    assert "| reports/evaluate/metrics.json | defect_dice | 0.495 |" in metrics
+    assert "| reports/evaluate/metrics.json | dice_defect | 0.495 |" in metrics
     assert "| reports/export.json | - | missing |" in metrics  # declared, not written yet
     assert f"![Learning curves](./{CURVES_FILE})" in report
 

@@ -70,15 +70,30 @@ def write_reports(
 
 
 def triptych(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """The photo, then the truth in green, then the prediction in red, side by side."""
+    """The photo, then the truth in green, then the prediction in red, side by side, each
+    under a caption that says which it is."""
     photo = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    panels = [photo]
-    for mask, colour in ((truth, (0, 200, 0)), (predicted, (0, 0, 255))):
+    panels = [_captioned(photo, "photo", (255, 255, 255))]
+    for mask, colour, caption in (
+        (truth, (0, 200, 0), "truth"),
+        (predicted, (0, 0, 255), "prediction"),
+    ):
         tinted = photo.copy()
         tinted[mask > 0] = (0.4 * tinted[mask > 0] + 0.6 * np.array(colour)).astype(np.uint8)
-        panels.append(tinted)
-    gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+        panels.append(_captioned(tinted, caption, colour))
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
+
+
+def _captioned(panel: np.ndarray, caption: str, colour: tuple[int, int, int]) -> np.ndarray:
+    """`panel` under a black strip with `caption` written in `colour`."""
+    scale = 0.45
+    # Measured on fixed text, so that the three strips have one height.
+    (_, height), baseline = cv2.getTextSize("Agp", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    strip = np.zeros((height + baseline + 8, panel.shape[1], 3), np.uint8)
+    origin = (4, 4 + height)
+    cv2.putText(strip, caption, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+    return np.vstack([strip, panel])
 
 
 def _overlay_sample(tiles: list[Tile], count: int) -> list[int]:
