@@ -17,6 +17,9 @@ class Budget:
     fuzz_inputs: int
     fuzz_seconds: float
     fuzz_workers: int
+    # Schema-driven cases per operation and generation mode (positive, negative).
+    schema_examples: int
+    schema_seconds: float
     soak_seconds: float
     soak_baseline_seconds: float  # RSS after this long is the leak baseline
     soak_concurrency: int
@@ -35,6 +38,8 @@ QUICK = Budget(
     fuzz_inputs=450,
     fuzz_seconds=20,
     fuzz_workers=4,
+    schema_examples=100,
+    schema_seconds=30,
     soak_seconds=8,
     soak_baseline_seconds=2,
     soak_concurrency=32,
@@ -49,6 +54,8 @@ FULL = Budget(
     fuzz_inputs=6000,
     fuzz_seconds=900,
     fuzz_workers=4,
+    schema_examples=5000,
+    schema_seconds=600,
     soak_seconds=150,
     soak_baseline_seconds=30,
     soak_concurrency=32,

@@ -29,6 +29,7 @@ from reliability.report import CheckResult, machine_description, summary_markdow
 # In running order; each module has `run(options) -> CheckResult`.
 CHECKS = (
     "fuzz",
+    "schema",
     "bombs",
     "soak",
     "slow_clients",

@@ -56,6 +56,8 @@ def test_quick_mode_check_passes(quick_run: dict[str, CheckResult], name: str) -
 @pytest.mark.slow
 def test_quick_mode_measures_what_the_issue_asks(quick_run: dict[str, CheckResult]) -> None:
     assert quick_run["fuzz"].inputs >= QUICK.fuzz_inputs
+    assert quick_run["schema"].inputs >= QUICK.schema_examples
+    assert quick_run["schema"].figures["schema_violations"] == 0
     assert quick_run["bombs"].rss_before_mb and quick_run["bombs"].rss_after_mb
     assert quick_run["soak"].figures["valid_answered_200"] > 0
     assert quick_run["restart"].figures["ready_max_s"] > 0  # measured; judged in full mode
