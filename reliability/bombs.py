@@ -1,11 +1,20 @@
 """Decompression bombs: few-KB files declaring huge images are refused fast, memory flat.
 
+Also bombs of the other layers: an 8 MB header is refused with 431 at the header limit,
+not read whole; a 9.5 MB body of tiny multipart parts is refused with 400 at the parts
+limit, at a fraction of the server CPU it took to parse them all; a request line of
+garbage gets the JSON 400 every other error carries.
+
 Also measured: what an image *at* the pixel limit costs (a few KB of PNG can decode to
 25 MP legitimately), and that several of them at once cost no more memory than one.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -13,8 +22,8 @@ from collections import Counter
 import httpx
 import numpy as np
 
-from harness.multipart import FORM_TYPE, IMAGE_PART, form
-from harness.process import MIB, RssSampler
+from harness.multipart import FORM_TYPE, IMAGE_PART, TEXT_PART, form
+from harness.process import MIB, RssSampler, cpu_seconds
 from harness.server import Server, launch, wait_ready
 from reliability import corpus
 from reliability.options import Options
@@ -28,6 +37,12 @@ PARALLEL_AT_LIMIT = 4
 PARALLEL_PEAK_RATIO = 1.5
 # A decoded image lives for tens of milliseconds: sample often enough to see it.
 SAMPLE_SECONDS = 0.005
+HEADER_BOMB_BYTES = 8_000_000
+# Under the body limit, so that the parts limit, not the size limit, must stop it.
+PART_BOMB_BYTES = 9_500_000
+# Server CPU per part bomb: parsing all of its ~170,000 parts took 1.9 s; stopping at the
+# parts limit leaves reading the body, tens of milliseconds.
+PART_BOMB_CPU_SECONDS = 0.5
 
 
 def bombs() -> list[corpus.Sample]:
@@ -65,6 +80,7 @@ def run(options: Options) -> CheckResult:
             result.figures["peak_rss_jump_while_refusing_mb"] = round(jump, 1)
             if jump > RSS_JUMP_MB:
                 result.fail(f"RSS rose {jump:.0f} MiB while refusing bombs (> {RSS_JUMP_MB})")
+            _send_protocol_bombs(server, result, repeats=2 if options.quick else 5)
             _at_the_limit(client, server, limit, result)
         if not server.healthy():
             result.fail("the server was not alive at the end")
@@ -73,7 +89,11 @@ def run(options: Options) -> CheckResult:
     for problem in shutdown_problems(server.log(), exit_code):
         result.fail(problem)
     slowest = result.figures.get("slowest_refusal_ms", 0)
-    result.figures["key"] = f"refused in <= {slowest:.0f} ms, RSS +{jump:.1f} MiB"
+    result.figures["key"] = (
+        f"refused in <= {slowest:.0f} ms, RSS +{jump:.1f} MiB; 8 MB header 431 in <= "
+        f"{result.figures.get('header_bomb_refusal_ms_max', 0):.0f} ms; 9.5 MB of tiny parts "
+        f"400 for <= {result.figures.get('part_bomb_server_cpu_s_max', 0):.2f} s of server CPU"
+    )
     result.seconds = time.monotonic() - started
     return result
 
@@ -106,6 +126,70 @@ def _send_bombs(client: httpx.Client, result: CheckResult, repeats: int) -> None
                 result.fail(f"{bomb.name}: refused after {seconds:.2f} s (> {REFUSAL_SECONDS})")
     result.figures["bomb_file_sizes"] = sizes
     result.figures["slowest_refusal_ms"] = round(slowest * 1000, 1)
+
+
+def _send_protocol_bombs(server: Server, result: CheckResult, repeats: int) -> None:
+    """An 8 MB header, a request line of garbage and a body of tiny parts, `repeats` times
+    each over raw sockets: a JSON error each, fast and cheap."""
+    header_bomb = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * HEADER_BOMB_BYTES
+    part = form([(TEXT_PART, b"v")], boundary="b", closing=False)
+    closing = form([], boundary="b")
+    count = (PART_BOMB_BYTES - len(closing)) // len(part)
+    parts = part * count + closing
+    part_bomb = (
+        b"POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: %d\r\n\r\n%s" % (len(parts), parts)
+    )
+    garbage = b"\x16\x03\x01\x00\xa5 not HTTP at all\r\n\r\n"
+    header_seconds: list[float] = []
+    part_cpu: list[float] = []
+    for _ in range(repeats):
+        status, seconds = _refusal(server.port, header_bomb, result, "8 MB header")
+        header_seconds.append(seconds)
+        if status != 431:
+            result.fail(f"an 8 MB header got {status}, not 431")
+        if seconds > REFUSAL_SECONDS:
+            result.fail(f"an 8 MB header was refused after {seconds:.2f} s")
+        cpu_before = cpu_seconds(server.pid)
+        status, _ = _refusal(server.port, part_bomb, result, "tiny parts")
+        part_cpu.append(cpu_seconds(server.pid) - cpu_before)
+        if status != 400:
+            result.fail(f"a body of tiny parts got {status}, not 400")
+        if part_cpu[-1] > PART_BOMB_CPU_SECONDS:
+            result.fail(f"a body of tiny parts cost {part_cpu[-1]:.2f} s of server CPU")
+        status, _ = _refusal(server.port, garbage, result, "garbage request line")
+        if status != 400:
+            result.fail(f"a request line of garbage got {status}, not 400")
+    result.figures["header_bomb_refusal_ms_max"] = round(max(header_seconds) * 1000, 1)
+    result.figures["part_bomb"] = f"{len(parts) / 1e6:.1f} MB, {count} parts"
+    result.figures["part_bomb_server_cpu_s_max"] = round(max(part_cpu), 3)
+
+
+def _refusal(port: int, data: bytes, result: CheckResult, name: str) -> tuple[int, float]:
+    """Send `data` until the server answers or closes; its status and the seconds taken.
+
+    The answer must be a JSON error; the server may close before the client has sent it
+    all, which is the point of refusing at a limit.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        began = time.monotonic()
+        sent = 0
+        try:
+            while sent < len(data) and not select.select([connection], [], [], 0)[0]:
+                sent += connection.send(data[sent : sent + 65_536])
+        except OSError:
+            pass  # closed mid-send: the answer is already on its way
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        body = response.read()
+        seconds = time.monotonic() - began
+    result.inputs += 1
+    result.statuses[str(response.status)] += 1
+    try:
+        json.loads(body)["error"].strip()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        result.fail(f"{name}: {response.status} without a JSON error: {body[:200]!r}")
+    return response.status, seconds
 
 
 def _at_the_limit(client: httpx.Client, server: Server, limit: int, result: CheckResult) -> None:

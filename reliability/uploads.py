@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.multipart import BOUNDARY, FORM_TYPE, IMAGE_PART, TEXT_PART, form
+from service.uploads import MAX_PARTS
 
 
 class Expect(enum.Enum):
@@ -115,7 +116,19 @@ MULTIPART_VARIANTS: dict[str, MultipartBuilder] = {
         Expect.ACCEPT,
     ),
     "image-twice": lambda p, n: _multipart(
-        "image-twice", form([(IMAGE_PART, p), (IMAGE_PART, b"second")]), p, Expect.ACCEPT
+        "image-twice", form([(IMAGE_PART, p), (IMAGE_PART, b"second")]), p, Expect.REFUSE
+    ),
+    "parts-at-the-limit": lambda p, n: _multipart(
+        "parts-at-the-limit",
+        form([(TEXT_PART, b"x")] * (MAX_PARTS - 1) + [(IMAGE_PART, p)]),
+        p,
+        Expect.ACCEPT,
+    ),
+    "too-many-parts": lambda p, n: _multipart(
+        "too-many-parts",
+        form([(IMAGE_PART, p)] + [(TEXT_PART, b"x")] * (MAX_PARTS + n % 1000)),
+        p,
+        Expect.REFUSE,
     ),
     "utf8-filename": lambda p, n: _multipart(
         "utf8-filename",

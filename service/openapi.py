@@ -13,6 +13,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.server import MAX_HEAD_BYTES
+from service.uploads import MAX_PARTS
+
 _BINARY = {"type": "string", "format": "binary"}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -96,7 +99,8 @@ _SEGMENT = {
             },
             "400": _error(
                 "Unknown format, empty, damaged or truncated image, malformed multipart "
-                "body or no field `image`, or a client that left before sending its body."
+                f"body, no field `image`, two of them or more than {MAX_PARTS} parts, or a "
+                "client that left before sending its body."
             ),
             "406": _error("The Accept header allows none of the answer formats."),
             "408": _error("The body did not arrive within the body timeout."),
@@ -171,12 +175,19 @@ _SCHEMAS = {
 }
 
 # What any path can answer besides its operations' own statuses, keyed by status: the
-# handlers in service/app.py turn each of these into a JSON error.
+# handlers in service/app.py and the HTTP protocol in service/server.py answer each of
+# these with a JSON error.
 _ANY_ROUTE = {
+    "400": _error("The request is not valid HTTP/1.1; the connection is closed."),
+    "408": _error("The request headers did not arrive within the header timeout."),
     "404": _error("No such route; the sentence lists the routes."),
     "405": _error(
         "The route does not take this method.",
         {"Allow": {"description": "The methods it takes.", "schema": {"type": "string"}}},
+    ),
+    "431": _error(
+        f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes; the "
+        "connection is closed."
     ),
     "500": _error("A bug in the service; the body holds no details."),
 }

@@ -53,6 +53,20 @@ def answered_statuses(module: str) -> set[int]:
     }
 
 
+def server_statuses() -> set[int]:
+    """The literal statuses of the answers service/server.py's HTTP protocol makes itself."""
+    tree = ast.parse((REPO_ROOT / "service" / "server.py").read_text())
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "_json_answer"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
 @pytest.fixture(scope="module")
 def document(client: httpx.Client) -> dict:
     response = client.get("/openapi.json")
@@ -92,6 +106,9 @@ def test_every_route_and_status_is_documented(document: dict, model_path: Path) 
     }
     undocumented = answered_statuses("app.py") - everywhere - operations
     assert not undocumented, f"undocumented: {undocumented}"
+    # The server answers these before any route is known: they hold for every path.
+    protocol = server_statuses()
+    assert {400, 408, 431} <= protocol and protocol <= everywhere, protocol - everywhere
 
 
 def test_not_found_names_every_route(client: httpx.Client, document: dict) -> None:
