@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 
 setup: $(INSTALLED) ## create or refresh .venv with the pipeline, the service and the test tools
 
-$(INSTALLED): requirements/serve.txt requirements/train.txt requirements/dev.txt
+$(INSTALLED): requirements/serve.txt requirements/train.txt requirements/ray.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -r requirements/dev.txt
@@ -37,7 +37,7 @@ lock-images: ## hash-lock the images' requirements (docker/*.lock) from requirem
 
 .PHONY: bench
 
-bench: ## measure the service against PyTorch eager and the blog's fastai path -> benchmarks/results/
+bench: ## measure the service against the original service, BentoML, FastAPI, PyTorch and INT8 (~12 min) -> benchmarks/results/
 	$(BIN)/python -m benchmarks.run --reuse-serve-venv
 
 .PHONY: reliability

@@ -22,12 +22,20 @@ def torch_segmenter(checkpoint: Path, served: Segmenter) -> Segmenter:
     from training.served import torch_segmenter as eager_segmenter
 
     trained = load_checkpoint(checkpoint)
-    eager = eager_segmenter(trained.net, served.policy, served.threshold, served.min_area)
+    eager = eager_segmenter(
+        trained,
+        served.policy,
+        served.threshold,
+        served.min_area,
+        decision_threshold=served.decision_threshold,
+    )
     return Segmenter(
         eager.runner,
         served.policy,
         served.threshold,
         served.min_area,
+        decision_threshold=served.decision_threshold,
+        classes=served.classes,
         card=dataclasses.replace(served.card, version="pytorch-eager"),
         sha256=served.sha256,
         providers=[f"torch {torch.__version__} eager CPU, {torch.get_num_threads()} threads"],

@@ -1,12 +1,13 @@
-"""The blog's serving path as a small HTTP endpoint: `load_learner` + `learn.predict`.
+"""The original service, rebuilt: FastAPI + `load_learner` + `learn.predict` (a baseline only).
 
 `PORT=8001 python -m benchmarks.blog_server --learner export.pkl` (HOST: 127.0.0.1).
-POST /segment takes the photo as multipart field `image` (as FastAPI's UploadFile
-would) and answers a PNG mask. The blog used FastAPI; Starlette is FastAPI's core and
-is already installed, and the handler runs learn.predict in the thread pool as FastAPI
-runs a plain `def` endpoint. One prediction runs at a time: learn.predict keeps its
-batch on the Learner, so parallel calls on one Learner would mix answers up. A
-measurement aid, not a service.
+It behaves as the published app/main.py of iterative/magnetic-tiles-defect: the Learner
+is loaded at start, CORS is open, and the endpoint is an `async def` taking the upload
+as `bytes` from `File()` (multipart field `image`) and answering `{"pred": [[...], ...]}`,
+the 128 px centre crop's mask as nested lists of 0/1. Being `async def`, it runs
+learn.predict on the event loop itself, as the original did: one request at a time, and
+no other request is read meanwhile. Only the route differs (/segment, the one the
+benchmark's client calls, for the original's /analyze). A measurement aid, not a service.
 """
 
 from __future__ import annotations
@@ -14,36 +15,40 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated, Any
 
 import uvicorn
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from fastapi import FastAPI, File
+from fastapi.middleware.cors import CORSMiddleware
 
 
-def create_app(pkl: Path) -> Starlette:
-    from benchmarks.blog_learner import load, predict_png
+def create_app(pkl: Path) -> FastAPI:
+    from benchmarks.blog_learner import analyze, load
 
-    learn = load(pkl)
-    lock = threading.Lock()
+    loaded: dict[str, Any] = {}
 
-    def predict(data: bytes) -> bytes:
-        with lock:
-            return predict_png(learn, data)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded["learn"] = load(pkl)
+        yield
 
-    async def segment(request: Request) -> Response:
-        form = await request.form()
-        upload = form.get("image")
-        if upload is None or isinstance(upload, str):
-            return JSONResponse({"error": "send the photo as multipart field 'image'"}, 400)
-        data = await upload.read()
-        return Response(await run_in_threadpool(predict, data), media_type="image/png")
+    app = FastAPI(lifespan=lifespan)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
 
-    return Starlette(routes=[Route("/segment", segment, methods=["POST"])])
+    @app.post("/segment")
+    async def segment(image: Annotated[bytes, File()]) -> dict[str, Any]:
+        return analyze(loaded["learn"], image)
+
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:

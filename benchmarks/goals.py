@@ -2,7 +2,8 @@
 
 Ratios compare figures taken in the same run on the same machine, so they hold on a
 slower or busier machine where absolute milliseconds do not. A goal whose figures the
-run did not take (a `--quick` run skips the fastai baseline) is "not measured".
+run did not take (a `--quick` run skips the original service and BentoML) is "not
+measured".
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import Any
 Results = dict[str, Any]
 
 MAX_OVERHEAD_RATIO = 1.25
-MIN_SPEEDUP_OVER_BLOG = 10.0
 MAX_COLD_START_S = 1.5
 MAX_PEAK_RSS_MB = 250.0
 MAX_SERVING_ENV_MB = 350.0
+# Against the original service as published (fastai learn.predict behind FastAPI).
+MIN_LATENCY_RATIO_ORIGINAL = 20.0  # its p50 at concurrency 1 over the service's
+MIN_COLD_START_RATIO_ORIGINAL = 10.0
+MIN_MEMORY_RATIO_ORIGINAL = 8.0
+MIN_ENV_RATIO_ORIGINAL = 20.0
+# The serving frameworks a user would otherwise pick, with the same model and code.
+FRAMEWORKS = {"fastapi": "plain FastAPI", "bentoml": "BentoML"}
 
 
 def evaluate(results: Results) -> list[dict[str, Any]]:
@@ -47,19 +54,86 @@ def _overhead(results: Results) -> dict[str, Any]:
     }
 
 
-def _blog(results: Results) -> dict[str, Any]:
-    served, blog = http_p50(results, "service"), http_p50(results, "fastai")
+def _original_latency(results: Results) -> dict[str, Any]:
+    served, original = http_p50(results, "service"), http_p50(results, "original")
     goal = {
-        "goal": "Faster than the blog's fastai learn.predict",
-        "target": f">= {MIN_SPEEDUP_OVER_BLOG:g}x lower p50 at concurrency 1",
+        "goal": "Faster than the original service",
+        "target": f">= {MIN_LATENCY_RATIO_ORIGINAL:g}x lower p50 at concurrency 1",
     }
-    if served is None or blog is None:
+    if served is None or original is None:
         return {**goal, "measured": "not measured", "passed": None}
-    speedup = blog / served
+    return _ratio(goal, original, served, "ms", MIN_LATENCY_RATIO_ORIGINAL)
+
+
+def _original_start(results: Results) -> dict[str, Any]:
+    goal = {
+        "goal": "Starts faster than the original service",
+        "target": f">= {MIN_COLD_START_RATIO_ORIGINAL:g}x shorter process start to first answer",
+    }
+    cold = results["cold_start"]
+    if "service" not in cold or "original" not in cold:
+        return {**goal, "measured": "not measured", "passed": None}
+    original, served = cold["original"]["median_s"], cold["service"]["median_s"]
+    return _ratio(goal, original, served, "s", MIN_COLD_START_RATIO_ORIGINAL)
+
+
+def _original_memory(results: Results) -> dict[str, Any]:
+    goal = {
+        "goal": "Less memory than the original service",
+        "target": f">= {MIN_MEMORY_RATIO_ORIGINAL:g}x lower peak RSS through concurrency 16",
+    }
+    memory = results["memory"]
+    if "service" not in memory or "original" not in memory:
+        return {**goal, "measured": "not measured", "passed": None}
+    original, served = memory["original"]["peak_rss_mb"], memory["service"]["peak_rss_mb"]
+    return _ratio(goal, original, served, "MB", MIN_MEMORY_RATIO_ORIGINAL)
+
+
+def _original_environment(results: Results) -> dict[str, Any]:
+    goal = {
+        "goal": "Smaller than the original service's environment",
+        "target": f">= {MIN_ENV_RATIO_ORIGINAL:g}x smaller installed environment",
+    }
+    footprint = results["footprint"]
+    original, served = footprint["original"]["mb"], footprint["serving"]["mb"]
+    return _ratio(goal, original, served, "MB", MIN_ENV_RATIO_ORIGINAL)
+
+
+def _frameworks_latency(results: Results) -> dict[str, Any]:
+    goal = {
+        "goal": "No slower than BentoML or plain FastAPI",
+        "target": "service p50 at concurrency 1 <= each one's, same model and code",
+    }
+    served = http_p50(results, "service")
+    peers = {name: http_p50(results, name) for name in FRAMEWORKS}
+    measured = {name: p50 for name, p50 in peers.items() if p50 is not None}
+    if served is None or not measured:
+        return {**goal, "measured": "not measured", "passed": None}
+    text = ", ".join(f"{FRAMEWORKS[name]} {p50:.1f} ms" for name, p50 in measured.items())
     return {
         **goal,
-        "measured": f"{blog:.1f} ms / {served:.1f} ms = {speedup:.1f}x",
-        "passed": speedup >= MIN_SPEEDUP_OVER_BLOG,
+        "measured": f"service {served:.1f} ms; {text}" + _unmeasured(peers),
+        "passed": all(served <= p50 for p50 in measured.values()),
+    }
+
+
+def _frameworks_throughput(results: Results) -> dict[str, Any]:
+    goal = {
+        "goal": "Throughput of BentoML or plain FastAPI or more",
+        "target": "service throughput at concurrency 16 >= each one's, zero errors",
+    }
+    served = _throughput_at(results, "service", 16)
+    peers = {name: _throughput_at(results, name, 16) for name in FRAMEWORKS}
+    measured = {name: rps for name, rps in peers.items() if rps is not None}
+    if served is None or not measured:
+        return {**goal, "measured": "not measured", "passed": None}
+    errors = sum(level["errors"] for level in results["http"]["service"]["levels"].values())
+    text = ", ".join(f"{FRAMEWORKS[name]} {rps:.1f}" for name, rps in measured.items())
+    return {
+        **goal,
+        "measured": f"service {served:.1f} requests/s, {errors} errors; {text}"
+        + _unmeasured(peers),
+        "passed": errors == 0 and all(served >= rps for rps in measured.values()),
     }
 
 
@@ -130,6 +204,27 @@ def _footprint(results: Results) -> dict[str, Any]:
     }
 
 
+def _ratio(
+    goal: dict[str, str], theirs: float, ours: float, unit: str, minimum: float
+) -> dict[str, Any]:
+    ratio = theirs / ours
+    return {
+        **goal,
+        "measured": f"{theirs:.2f} {unit} / {ours:.2f} {unit} = {ratio:.1f}x",
+        "passed": ratio >= minimum,
+    }
+
+
+def _throughput_at(results: Results, setup: str, concurrency: int) -> float | None:
+    level = results["http"].get(setup, {}).get("levels", {}).get(str(concurrency))
+    return level["throughput_rps"] if level else None
+
+
+def _unmeasured(peers: dict[str, float | None]) -> str:
+    missing = [FRAMEWORKS[name] for name, value in peers.items() if value is None]
+    return f" ({', '.join(missing)} not measured)" if missing else ""
+
+
 def _dig(tree: Results, keys: tuple[str, ...]) -> Any:
     for key in keys:
         tree = tree[key]
@@ -138,7 +233,12 @@ def _dig(tree: Results, keys: tuple[str, ...]) -> Any:
 
 _CHECKS: list[Callable[[Results], dict[str, Any]]] = [
     _overhead,
-    _blog,
+    _original_latency,
+    _original_start,
+    _original_memory,
+    _original_environment,
+    _frameworks_latency,
+    _frameworks_throughput,
     _torch,
     _throughput,
     _cold_start,

@@ -12,7 +12,7 @@ import time
 
 from benchmarks.stats import summarise_ms
 from service.imaging import decode_gray, encode_png, read_header
-from service.segmenter import Segmenter, prepare, restore
+from service.segmenter import Prediction, Segmenter, prepare, restore
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
 WARM_UP = 3
@@ -46,9 +46,13 @@ def _one_pass(segmenter: Segmenter, data: bytes) -> dict[str, float]:
     decoded = clock()
     batch, size = prepare(gray, segmenter.policy)
     prepared = clock()
-    output = segmenter.infer(batch)
+    outputs = segmenter.infer(batch)
     inferred = clock()
-    segmentation = segmenter.postprocess(restore(output, size, gray.shape))
+    # What Segmenter.predict does after inference: each output's views merged, cropped
+    # and (the defect probability) scaled back to the photo.
+    classes = restore(outputs[1], size, None) if len(outputs) > 1 else None
+    prediction = Prediction(restore(outputs[0], size, gray.shape), classes)
+    segmentation = segmenter.postprocess(prediction)
     postprocessed = clock()
     encode_png(segmentation.mask)
     encoded = clock()

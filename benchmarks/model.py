@@ -30,8 +30,8 @@ class ModelFiles:
 
     def describe(self) -> dict[str, object]:
         return {
-            "onnx": str(self.onnx),
-            "checkpoint": str(self.checkpoint),
+            "onnx": portable(self.onnx),
+            "checkpoint": portable(self.checkpoint),
             "source": self.source,
             "onnx_mb": round(self.onnx.stat().st_size / 1e6, 3),
             "onnx_sha256": file_sha256(self.onnx),
@@ -60,14 +60,15 @@ def build_throwaway(folder: Path) -> ModelFiles:
     from export.export import write_onnx
     from service.contract import ModelCard
     from training.checkpoint import Trained, input_policy, save_checkpoint
+    from training.dataset import CLASSES
     from training.model import build_net
     from training.params import load_params
 
     params = load_params(REPO_ROOT / "params.yaml")
     torch.manual_seed(0)
     model_params = {**params["model"], "pretrained": False}
-    net = build_net(model_params, mean=110.0, std=40.0).eval()
-    trained = Trained(net, model_params)
+    net = build_net(model_params, mean=110.0, std=40.0, classes=len(CLASSES)).eval()
+    trained = Trained(net, model_params, CLASSES)
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(trained, 110.0, 40.0, checkpoint_path)
     # No calibration ran: the middle threshold, and no test metrics.
@@ -75,6 +76,8 @@ def build_throwaway(folder: Path) -> ModelFiles:
         policy=input_policy(model_params, params["calibrate"]["test_time_flip"]),
         threshold=0.5,
         min_area=params["postprocess"]["min_area"],
+        decision_threshold=0.5,
+        classes=CLASSES,
         version=f"{model_params['arch']}-throwaway",
         training_params={"model": model_params},
     )
@@ -83,5 +86,16 @@ def build_throwaway(folder: Path) -> ModelFiles:
 
 
 def parity(onnx_runner: Runner, torch_runner: Runner, batch: np.ndarray) -> float:
-    """Largest absolute probability gap between the two runners on one prepared batch."""
-    return float(np.abs(onnx_runner(batch) - torch_runner(batch)).max())
+    """Largest absolute probability gap between the two runners, in any output, on one
+    prepared batch."""
+    pairs = zip(onnx_runner(batch), torch_runner(batch), strict=True)
+    return max(float(np.abs(a - b).max()) for a, b in pairs)
+
+
+def portable(path: Path) -> str:
+    """`path` as results kept in git may name it: relative to the repository, else (a
+    file in the cache folder) its name alone."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return path.name

@@ -10,10 +10,24 @@ from benchmarks.inprocess import STAGES
 
 SETUPS = {
     "service": "service (onnxruntime)",
+    "fastapi": "plain FastAPI, same model and code",
+    "bentoml": "BentoML, same model and code",
     "pytorch": "PyTorch eager, same HTTP app",
-    "fastai": "blog: fastai learn.predict at 224 px",
+    "original": "original: fastai learn.predict, 128 px crop, JSON",
+    "service-resnet34": "service with the original's resnet34 network",
 }
-RUNNERS = {"onnxruntime": "onnxruntime (service)", "pytorch": "PyTorch eager"}
+RUNNERS = {
+    "onnxruntime": "onnxruntime (service)",
+    "onnxruntime-int8": "onnxruntime, INT8 copy",
+    "pytorch": "PyTorch eager",
+}
+ENVIRONMENTS = {
+    "serving": "service (requirements/serve.txt)",
+    "fastapi": "plain FastAPI peer",
+    "bentoml": "BentoML peer",
+    "original": "original service (fastai, FastAPI, uvicorn and their requirements)",
+    "training": "training (.venv)",
+}
 VERDICTS = {True: "pass", False: "**FAIL**", None: "not measured"}
 
 
@@ -21,7 +35,7 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     tile = meta["tiles"][meta["http_tile"]]
     lines = [
-        "# Benchmark: the service against the blog's serving path",
+        "# Benchmark: the service against what a user would pick instead",
         "",
         f"{'Quick smoke run' if meta['quick'] else 'Full run'} of `python -m benchmarks.run` on "
         f"{meta['started']}: {meta['machine']['cpus']} CPUs, load average before "
@@ -78,18 +92,20 @@ def markdown(results: dict[str, Any]) -> str:
                 + " | ".join(cells)
                 + f" | {_pair(timed['total'])} |"
             )
-    fastai = results["inprocess"].get("fastai", {})
-    if "typical" in fastai:
+    original = results["inprocess"].get("original", {})
+    if "typical" in original:
         lines.append(
-            f"| fastai learn.predict ({fastai['typical']['input_size']} px) | typical | "
-            "| | | | | " + _pair(fastai["typical"]["predict"]) + " |"
+            f"| original learn.predict ({original['typical']['input_size']} px crop) | typical | "
+            "| | | | | " + _pair(original["typical"]["analyze"]) + " |"
         )
+    lines += _same_network(results) + _int8(results) + _sweep(results)
     lines += [
         "",
         "## Start, memory, size",
         "",
-        "| setup | cold start s (median, max) | idle RSS MB | peak RSS MB through concurrency 16 |",
-        "| --- | ---: | ---: | ---: |",
+        "| setup | cold start s (median, max) | idle RSS MB | peak RSS MB through concurrency 16 "
+        "| processes |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for setup, label in SETUPS.items():
         cold, memory = results["cold_start"].get(setup), results["memory"].get(setup)
@@ -97,14 +113,19 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {label} | {cold['median_s']:.2f}, {cold['max_s']:.2f} "
                 f"({len(cold['runs_s'])} starts) | {memory['idle_rss_mb']:.0f} | "
-                f"{memory['peak_rss_mb']:.0f} |"
+                f"{memory['peak_rss_mb']:.0f} | {memory.get('processes', 1)} |"
             )
     footprint = results["footprint"]
     lines += [
         "",
-        f"Installed size: serving environment **{footprint['serving']['mb']:.0f} MB** "
-        f"({footprint['serving']['method']}); training environment "
-        f"{footprint['training']['mb']:.0f} MB ({footprint['ratio']}x larger).",
+        "| installed environment | MB | how |",
+        "| --- | ---: | --- |",
+    ]
+    for name, label in ENVIRONMENTS.items():
+        if name in footprint:
+            size = footprint[name]
+            lines.append(f"| {label} | {size['mb']:.0f} | {size['method']} |")
+    lines += [
         "",
         "## How it is measured",
         "",
@@ -114,14 +135,129 @@ def markdown(results: dict[str, Any]) -> str:
         "service's own Server-Timing header; the gap from server total to p50 is HTTP, "
         "upload and client; from inference to server total, decode, postprocess, encode "
         "and the wait for the model.",
-        f"- The service runs from {meta['service_python']}; the baselines from .venv.",
+        f"- The service runs from {meta['service_python']}; FastAPI and BentoML from venvs "
+        "of their own in a full run; PyTorch eager and the original from .venv.",
         "- Cold start: from spawning the server process to its first 200 from /segment.",
-        "- Peak RSS: the kernel's high-water mark (VmHWM) of the server process after the "
-        "concurrency-16 load. MB are 10^6 bytes.",
-        f"- fastai baseline: {meta['fastai_input']}; one learn.predict at a time.",
+        "- Peak RSS: the kernel's high-water mark (VmHWM) of the server process, added up "
+        "over its worker processes, after the concurrency-16 load. MB are 10^6 bytes.",
+        f"- Original service: {meta['original_input']}; learn.predict runs on the event loop, "
+        "one request at a time, as its `async def` endpoint did.",
+        f"- onnxruntime providers: {', '.join(meta['providers']['service'])} (available: "
+        f"{', '.join(meta['providers']['available'])}); the CUDA provider is not measured.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _same_network(results: dict[str, Any]) -> list[str]:
+    original = results["inprocess"].get("original", {})
+    if "same_network" not in original:
+        return []
+    same = original["same_network"]
+    whole, crop = same["service_path_whole_photo"], same["onnx_inference_on_crop"]
+    lines = [
+        "",
+        "## Same network, both ways",
+        "",
+        "The original's resnet34 U-Net Learner, and its weights exported by the project's "
+        f"export code ({same['onnx_mb']} MB ONNX; {same['weights']}). On the same 128 px "
+        f"crop the two give P(defect) within {same['max_abs_diff_on_crop']:.1e}.",
+        "",
+        "| path | input | median ms | p95 ms |",
+        "| --- | --- | ---: | ---: |",
+        f"| fastai learn.predict, in-process | 128 x 128 crop | "
+        f"{_ms(original['typical']['analyze'], 'p50_ms')} | "
+        f"{_ms(original['typical']['analyze'], 'p95_ms')} |",
+        f"| onnxruntime, network alone | 128 x 128 crop | {_ms(crop, 'p50_ms')} | "
+        f"{_ms(crop, 'p95_ms')} |",
+        f"| service path in-process (decode to PNG) | whole photo | "
+        f"{_ms(whole['total'], 'p50_ms')} | {_ms(whole['total'], 'p95_ms')} |",
+    ]
+    for setup in ("original", "service-resnet34"):
+        level = results["http"].get(setup, {}).get("levels", {}).get("1")
+        if level:
+            lines.append(
+                f"| {SETUPS[setup]}, HTTP at concurrency 1 | "
+                f"{'128 x 128 crop' if setup == 'original' else 'whole photo'} | "
+                f"{_ms(level['latency'], 'p50_ms')} | {_ms(level['latency'], 'p95_ms')} |"
+            )
+    return lines
+
+
+def _int8(results: dict[str, Any]) -> list[str]:
+    int8 = results.get("int8", {})
+    if "inference_speedup" not in int8:
+        return []
+    cpu = ", ".join(flag for flag, present in int8["cpu"].items() if present) or "none"
+    typical = int8["typical_tile"]
+    lines = [
+        "",
+        "## INT8 (static QDQ, export/quantize.py) against float, in-process",
+        "",
+        f"{int8['mb']} MB against {int8['float_mb']} MB, calibrated on "
+        f"{int8['calibration']['images']} photos ({int8['calibration']['from']}); CPU: {cpu}. "
+        f"On the typical tile the outputs differ by at most {typical['max_abs_diff']} and "
+        f"{100 * typical['mask_agreement']:.2f}% of pixels fall on the same side of the "
+        "pixel threshold.",
+        "",
+        "| tile | float inference p50 ms | INT8 inference p50 ms | float / INT8 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    inprocess = results["inprocess"]
+    for name, speedup in int8["inference_speedup"].items():
+        floats = inprocess["onnxruntime"][name]["stages"]["inference"]
+        ints = inprocess["onnxruntime-int8"][name]["stages"]["inference"]
+        lines.append(
+            f"| {name} | {_ms(floats, 'p50_ms')} | {_ms(ints, 'p50_ms')} | {speedup:.2f}x |"
+        )
+    scored = int8.get("test_split", {})
+    if "float" in scored:
+        lines += [
+            "",
+            "| test split | Dice (defect tiles) | recall | AUROC |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name in ("float", "int8"):
+            metrics = scored[name]
+            lines.append(
+                f"| {name} | {metrics['dice_defect']} | {metrics['detection']['recall']} | "
+                f"{metrics['detection']['auroc']} |"
+            )
+    elif "skipped" in scored:
+        lines += ["", f"Test split: {scored['skipped']}."]
+    return lines
+
+
+def _sweep(results: dict[str, Any]) -> list[str]:
+    sweep = results.get("sweep", {})
+    if not sweep.get("configs"):
+        return []
+    levels = [str(level) for level in sweep["levels"]]
+    lines = [
+        "",
+        "## Service settings under load (INFERENCE_THREADS, INFERENCE_SESSIONS, MAX_DECODES)",
+        "",
+        "| settings | "
+        + " | ".join(f"c{c} p50 ms | c{c} p95 ms | c{c} requests/s" for c in levels)
+        + " | errors | peak RSS MB |",
+        "| --- |" + " ---: |" * (3 * len(levels) + 2),
+    ]
+    for config in sweep["configs"]:
+        cells = []
+        for level in levels:
+            measured = config["levels"][level]
+            cells += [
+                _number(measured["p50_ms"]),
+                _number(measured["p95_ms"]),
+                f"{measured['throughput_rps']:.1f}",
+            ]
+        errors = sum(measured["errors"] for measured in config["levels"].values())
+        lines.append(
+            f"| {config['label']} | "
+            + " | ".join(cells)
+            + f" | {errors} | {config['peak_rss_mb']:.0f} |"
+        )
+    return lines
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
@@ -136,6 +272,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     _throughput_panel(axes[0][1], results)
     _stages_panel(axes[0][2], results)
     setups = [s for s in SETUPS if s in results["cold_start"]]
+    footprint = results["footprint"]
+    environments = [name for name in ENVIRONMENTS if name in footprint]
     _goal_bars(
         axes[1][0],
         setups,
@@ -152,19 +290,18 @@ def chart(results: dict[str, Any], path: Path) -> None:
         "MB",
         "Peak RSS of the server through concurrency 16",
     )
-    footprint = results["footprint"]
     _goal_bars(
         axes[1][2],
-        ["serving env", "training env"],
-        [footprint["serving"]["mb"], footprint["training"]["mb"]],
+        environments,
+        [footprint[name]["mb"] for name in environments],
         goals.MAX_SERVING_ENV_MB,
         "MB",
-        "Installed size (du)",
-        colours=[_COLOURS["service"], "#999999"],
+        "Installed environment",
+        colours=[_COLOURS.get(name, "#999999") for name in environments],
     )
     meta = results["meta"]
     figure.suptitle(
-        f"Magnetic tile defect service against its baselines: {meta['machine']['cpus']} CPUs, "
+        f"Magnetic tile defect service against its peers: {meta['machine']['cpus']} CPUs, "
         f"{'quick' if meta['quick'] else 'full'} run of {meta['started'][:16]}, "
         f"model {meta['model']['version']} ({meta['model']['source']})",
         fontsize=14,
@@ -174,8 +311,25 @@ def chart(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-_COLOURS = {"service": "#1b9e77", "pytorch": "#7570b3", "fastai": "#d95f02"}
-_SHORT = {"service": "service\n(onnxruntime)", "pytorch": "PyTorch eager", "fastai": "blog fastai"}
+_COLOURS = {
+    "service": "#1b9e77",
+    "serving": "#1b9e77",
+    "fastapi": "#e7298a",
+    "bentoml": "#e6ab02",
+    "pytorch": "#7570b3",
+    "original": "#d95f02",
+    "service-resnet34": "#66a61e",
+}
+_SHORT = {
+    "service": "service\n(onnxruntime)",
+    "serving": "service",
+    "fastapi": "plain\nFastAPI",
+    "bentoml": "BentoML",
+    "pytorch": "PyTorch\neager",
+    "original": "original\n(fastai)",
+    "service-resnet34": "service,\nresnet34",
+    "training": "training",
+}
 
 
 def _measured_setups(results: dict[str, Any]) -> list[str]:
@@ -194,7 +348,7 @@ def _latency_panel(axis: Any, results: dict[str, Any]) -> None:
             [value.get("p50_ms", 0) for value in latency],
             width,
             color=_COLOURS[setup],
-            label=SETUPS[setup],
+            label=_SHORT[setup].replace("\n", " "),
         )
         # p50 written at the foot of each bar, clear of the p95/p99 markers above it.
         for bar, value in zip(bars, latency, strict=True):
@@ -205,7 +359,9 @@ def _latency_panel(axis: Any, results: dict[str, Any]) -> None:
                 xytext=(0, 4),
                 textcoords="offset points",
                 ha="center",
-                fontsize=8,
+                va="bottom",
+                rotation=90,  # six setups side by side leave no room for level text
+                fontsize=7,
                 color="white",
                 fontweight="bold",
             )
@@ -217,11 +373,11 @@ def _latency_panel(axis: Any, results: dict[str, Any]) -> None:
     axis.scatter([], [], marker="x", color="black", label="p99")
     axis.set_yscale("log")
     bottom, top = axis.get_ylim()
-    axis.set_ylim(bottom, top * 6)  # room for the legend above the tallest marker
+    axis.set_ylim(bottom, top * 40)  # room for the legend above the tallest marker
     axis.set_xticks(range(len(levels)), [f"concurrency {c}" for c in levels])
     axis.set_ylabel("ms per request, log scale (bar and label: p50)")
     axis.set_title("HTTP latency, typical tile (lower is better)")
-    axis.legend(fontsize=8, loc="upper left")
+    axis.legend(fontsize=7, loc="upper left", ncol=2)
     axis.grid(axis="y", which="both", alpha=0.3)
 
 
@@ -232,13 +388,15 @@ def _throughput_panel(axis: Any, results: dict[str, Any]) -> None:
     for index, setup in enumerate(setups):
         positions = [i + (index - (len(setups) - 1) / 2) * width for i in range(len(levels))]
         values = [results["http"][setup]["levels"][c]["throughput_rps"] for c in levels]
-        bars = axis.bar(positions, values, width, color=_COLOURS[setup], label=SETUPS[setup])
+        bars = axis.bar(
+            positions, values, width, color=_COLOURS[setup], label=_SHORT[setup].replace("\n", " ")
+        )
         axis.bar_label(bars, fmt="%.1f", fontsize=8)
     axis.set_xticks(range(len(levels)), [f"concurrency {c}" for c in levels])
     axis.set_ylabel("requests per second")
     axis.set_title("HTTP throughput, typical tile (higher is better)")
-    axis.set_ylim(0, axis.get_ylim()[1] * 1.35)  # room for the legend above the bars
-    axis.legend(fontsize=8, loc="upper right")
+    axis.set_ylim(0, axis.get_ylim()[1] * 1.5)  # room for the legend above the bars
+    axis.legend(fontsize=7, loc="upper left", ncol=2)
     axis.grid(axis="y", alpha=0.3)
 
 
@@ -246,11 +404,16 @@ def _stages_panel(axis: Any, results: dict[str, Any]) -> None:
     rows = [
         (f"{runner}, {name}", timed["stages"])
         for runner in RUNNERS
-        for name, timed in results["inprocess"][runner].items()
+        for name, timed in results["inprocess"].get(runner, {}).items()
     ]
-    fastai = results["inprocess"].get("fastai", {})
-    if "typical" in fastai:  # learn.predict is one opaque call: all of it shows as inference
-        rows.append(("fastai predict 224 px, typical", {"inference": fastai["typical"]["predict"]}))
+    original = results["inprocess"].get("original", {})
+    if "typical" in original:  # learn.predict is one opaque call: all of it shows as inference
+        rows.append(
+            (
+                "original learn.predict 128 px, typical",
+                {"inference": original["typical"]["analyze"]},
+            )
+        )
     colours = ["#a6cee3", "#b2df8a", "#1f78b4", "#fb9a99", "#fdbf6f"]
     left = [0.0] * len(rows)
     for stage, colour in zip(STAGES, colours, strict=True):
@@ -264,7 +427,7 @@ def _stages_panel(axis: Any, results: dict[str, Any]) -> None:
     axis.set_xlim(right=max(left, default=1) * 1.2)
     axis.set_xlabel("median ms per photo")
     axis.set_title("In-process time per stage (small / typical / large tile)")
-    axis.legend(fontsize=8, loc="lower right", ncol=2)
+    axis.legend(fontsize=8, loc="upper right", ncol=2)
     axis.grid(axis="x", alpha=0.3)
 
 
@@ -298,6 +461,10 @@ def _goal_bars(
 
 def _ms(summary: dict[str, Any], key: str) -> str:
     return f"{summary[key]:.1f}" if key in summary else "-"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _pair(summary: dict[str, Any]) -> str:

@@ -1,11 +1,19 @@
-"""`python -m benchmarks.run`: measure the service against its baselines in one run.
+"""`python -m benchmarks.run`: measure the service against what a user would pick instead.
 
-Setups, all on the same model weights and the same real photos:
+Setups, all on the same machine, client and real photos:
 - service: `python -m service` (onnxruntime), the thing users deploy;
+- fastapi, bentoml: the same ONNX file, pre- and post-processing behind a plain FastAPI
+  app (benchmarks/fastapi_app.py) and behind BentoML (benchmarks/bento_service.py);
 - pytorch: the same network in torch eager mode, in-process and behind the service's
   own HTTP app (benchmarks/torch_server.py);
-- fastai: the blog's way, `load_learner` + `learn.predict` behind a small Starlette
-  endpoint (benchmarks/blog_server.py); skipped by --quick.
+- original: the published service's way, a fastai resnet34 U-Net Learner, `load_learner`
+  + 128 px centre crop + `learn.predict` + a nested-list JSON mask behind FastAPI
+  (benchmarks/blog_learner.py, blog_server.py);
+- service-resnet34: that Learner's very network and weights, exported by the project's
+  export code, served by the service: the same network both ways;
+- int8: the served model quantized (export/quantize.py), in-process against float;
+- the service's concurrency settings under load (benchmarks/sweep.py).
+`--quick` skips the original, service-resnet34 and BentoML setups and builds no venvs.
 
 Writes benchmarks/results/latest.json, latest.md and latest.png (or into --out) and
 prints one pass/fail line per goal (benchmarks/goals.py). The exit code is 0 whether
@@ -15,9 +23,11 @@ or not goals pass: a missed goal is a finding to read, not a crash.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -32,17 +42,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import footprint, goals, report
+import numpy as np
+
+from benchmarks import footprint, goals, int8, report
 from benchmarks.http_load import Upload, run_load
 from benchmarks.inprocess import time_stages
-from benchmarks.model import ModelFiles, parity, resolve_model
+from benchmarks.model import ModelFiles, parity, portable, resolve_model
 from benchmarks.servers import ServerSpec, launched
+from benchmarks.stats import summarise_ms
+from benchmarks.sweep import sweep
 from benchmarks.tiles import TilePhoto, pick_tiles
 from harness.multipart import FORM_TYPE, IMAGE_PART, form
-from harness.process import MB, RssSampler, cpu_seconds, peak_rss_bytes, rss_bytes
+from harness.process import (
+    MB,
+    RssSampler,
+    process_tree,
+    tree_cpu_seconds,
+    tree_peak_rss_bytes,
+    tree_rss_bytes,
+)
 from harness.server import Server
 from service.contract import ModelCard
 from service.segmenter import Segmenter, prepare
+from training.requirements import pinned_versions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -56,15 +78,20 @@ class Plan:
     quick: bool
     inprocess_repetitions: int
     inprocess_seconds: float  # per setup and tile
-    fastai_repetitions: int
+    original_repetitions: int  # learn.predict, and the resnet34 network, in-process
     requests: int  # per setup and concurrency level
     request_seconds: float
-    cold_starts: int  # of the service; each baseline starts once
+    sweep_seconds: float  # per service configuration and concurrency level
+    cold_starts: int  # of the service; each other setup starts once
     startup_timeout: float
+    calibration_images: int  # for the INT8 copy
 
 
-FULL = Plan(False, 300, 20.0, 40, 500, 20.0, 5, 120.0)
-QUICK = Plan(True, 10, 1.0, 0, 30, 2.0, 1, 60.0)
+FULL = Plan(False, 300, 20.0, 30, 500, 20.0, 10.0, 5, 180.0, 32)
+QUICK = Plan(True, 10, 1.0, 0, 30, 2.0, 1.0, 1, 60.0, 8)
+# Peers run in their own processes: onnxruntime's telemetry stays off there too.
+PEER_ENV = {"ORT_DISABLE_TELEMETRY": "1"}
+BENTOML_ENV = {"BENTOML_DO_NOT_TRACK": "True", **PEER_ENV}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,23 +119,27 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     _log(f"{'quick' if plan.quick else 'full'} run; load average {os.getloadavg()}")
     model = resolve_model(args.onnx, args.checkpoint, args.cache_dir)
-    venv, reused = None, False
+    venvs: dict[str, tuple[Path, bool]] = {}
     if not plan.quick:
-        _log("serving venv: requirements/serve.txt in a fresh venv")
-        venv, reused = footprint.serving_venv(args.cache_dir, reuse=args.reuse_serve_venv)
+        _log("venvs: the service's (requirements/serve.txt), FastAPI's and BentoML's")
+        venvs["serving"] = footprint.serving_venv(args.cache_dir, reuse=args.reuse_serve_venv)
+        for peer in ("fastapi", "bentoml"):
+            venvs[peer] = footprint.peer_venv(args.cache_dir, peer, reuse=args.reuse_serve_venv)
     tiles = pick_tiles()
     upload = Upload(form([(IMAGE_PART, tiles["typical"].data)]), FORM_TYPE)
 
     # onnxruntime first, before torch is imported, as the service runs it: alone.
     served = Segmenter.from_onnx(model.onnx)
     results: dict[str, Any] = {
-        "meta": _meta(plan, model, served.card, tiles),
+        "meta": _meta(plan, model, served, tiles),
         "inprocess": {},
         "http": {},
         "cold_start": {},
         "memory": {},
     }
     results["inprocess"]["onnxruntime"] = _time_tiles(served, tiles, plan)
+    int8_path = args.cache_dir / "int8" / "segmenter-int8.onnx"
+    results["int8"] = _int8(served, model.onnx, int8_path, tiles, plan, results)
     from benchmarks.baselines import torch_segmenter
 
     eager = torch_segmenter(model.checkpoint, served)
@@ -118,16 +149,23 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     )
     results["meta"]["model"]["pytorch"] = eager.providers[0]
     results["inprocess"]["pytorch"] = _time_tiles(eager, tiles, plan)
-    threshold = served.threshold
+    min_area = served.min_area
     del served, eager  # their thread pools must not compete with the servers
     gc.collect()
 
+    def python(venv: str) -> str:
+        return str(venvs[venv][0] / "bin" / "python") if venv in venvs else sys.executable
+
+    service = ServerSpec(
+        "service", "service", env={"MODEL_PATH": str(model.onnx)}, python=python("serving")
+    )
     specs = [
+        service,
         ServerSpec(
-            "service",
-            "service",
-            env={"MODEL_PATH": str(model.onnx)},
-            python=str(venv / "bin" / "python") if venv else sys.executable,
+            "fastapi",
+            "benchmarks.fastapi_app",
+            env={"MODEL_PATH": str(model.onnx), **PEER_ENV},
+            python=python("fastapi"),
         ),
         ServerSpec(
             "pytorch",
@@ -136,19 +174,51 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
             env={"MODEL_PATH": str(model.onnx)},
         ),
     ]
-    with tempfile.TemporaryDirectory(prefix="blog-learner-") as folder:
+    with tempfile.TemporaryDirectory(prefix="original-learner-") as folder:
         if plan.quick:
-            skipped = {"skipped": "--quick skips the fastai baseline"}
-            results["inprocess"]["fastai"] = results["http"]["fastai"] = skipped
+            for setup in ("bentoml", "original", "service-resnet34"):
+                results["http"][setup] = {"skipped": "--quick skips it"}
+            results["inprocess"]["original"] = {"skipped": "--quick skips it"}
         else:
-            pkl, results["inprocess"]["fastai"] = _fastai_inprocess(
-                model, threshold, tiles, plan, folder
-            )
-            specs.append(ServerSpec("fastai", "benchmarks.blog_server", args=["--learner", pkl]))
+            learner, resnet34 = _original(tiles, plan, Path(folder), min_area, results)
+            gc.collect()  # the Learner is big; its memory must not crowd the servers
+            specs += [
+                ServerSpec(
+                    "bentoml",
+                    "bentoml",
+                    args=[
+                        *("serve", "benchmarks.bento_service:TileSegmenter"),
+                        *("--host", "127.0.0.1", "--port", "{port}"),
+                    ],
+                    env={
+                        "MODEL_PATH": str(model.onnx),
+                        "BENTOML_HOME": str(args.cache_dir / "bentoml-home"),
+                        **BENTOML_ENV,
+                    },
+                    python=python("bentoml"),
+                ),
+                ServerSpec("original", "benchmarks.blog_server", args=["--learner", str(learner)]),
+                ServerSpec(
+                    "service-resnet34",
+                    "service",
+                    env={"MODEL_PATH": str(resnet34)},
+                    python=python("serving"),
+                ),
+            ]
         _serve_all(specs, upload, plan, results)
 
+    seconds = plan.sweep_seconds
+    results["sweep"] = sweep(
+        service, upload, plan.quick, plan.requests, seconds, plan.startup_timeout, _log
+    )
+    if plan.quick:
+        results["int8"]["test_split"] = {"skipped": "--quick skips it"}
+    else:
+        _log("int8: scoring float and INT8 on the test split through the Segmenter")
+        models = {"float": model.onnx, "int8": int8_path}
+        results["int8"]["test_split"] = int8.score_on_test_split(models)
     _log("footprint")
-    results["footprint"] = footprint.measure(venv, reused)
+    results["footprint"] = footprint.measure(venvs)
     results["goals"] = goals.evaluate(results)
     results["meta"]["load_average_after"] = list(os.getloadavg())
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
@@ -172,39 +242,95 @@ def _time_tiles(segmenter: Segmenter, tiles: dict[str, TilePhoto], plan: Plan) -
     return timed
 
 
-def _fastai_inprocess(
-    model: ModelFiles, threshold: float, tiles: dict[str, TilePhoto], plan: Plan, folder: str
-) -> tuple[str, dict[str, Any]]:
-    """Export the blog-style Learner, with the served model's threshold, and time
-    learn.predict in-process on the typical tile."""
+def _int8(
+    served: Segmenter,
+    float_path: Path,
+    int8_path: Path,
+    tiles: dict[str, TilePhoto],
+    plan: Plan,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """Quantize the served model, time the copy per stage as the float one was (into
+    results["inprocess"]["onnxruntime-int8"]), and compare their answers on one photo."""
+    _log(f"int8: quantizing on {plan.calibration_images} photos ({int8.calibration_source()})")
+    int8.quantized_copy(float_path, int8_path, served.policy, plan.calibration_images)
+    quantized = Segmenter.from_onnx(int8_path)
+    timed = results["inprocess"]["onnxruntime-int8"] = _time_tiles(quantized, tiles, plan)
+    floats = results["inprocess"]["onnxruntime"]
+    batch, _ = prepare(_gray(tiles["typical"]), served.policy)
+    return {
+        "file": portable(int8_path),
+        "mb": round(int8_path.stat().st_size / 1e6, 3),
+        "float_mb": round(float_path.stat().st_size / 1e6, 3),
+        "version": quantized.card.version if quantized.card else None,
+        "calibration": {"images": plan.calibration_images, "from": int8.calibration_source()},
+        "cpu": int8.cpu_features(),
+        "typical_tile": int8.agreement(served.runner, quantized.runner, batch, served.threshold),
+        # Float time over INT8 time: above 1, INT8 is faster.
+        "inference_speedup": {
+            name: round(
+                floats[name]["stages"]["inference"]["p50_ms"]
+                / timed[name]["stages"]["inference"]["p50_ms"],
+                2,
+            )
+            for name in tiles
+        },
+    }
+
+
+def _original(
+    tiles: dict[str, TilePhoto], plan: Plan, folder: Path, min_area: int, results: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Build the original's Learner and export its network through the project's export;
+    time both in-process; return the Learner's .pkl and the ONNX file."""
     from benchmarks import blog_learner
-    from benchmarks.stats import summarise_ms
-    from training.checkpoint import load_checkpoint
 
-    _log("fastai: exporting the Learner, timing learn.predict in-process")
-    trained = load_checkpoint(model.checkpoint)
-    sources = [tile.path for tile in tiles.values()]
-    pkl = blog_learner.export_learner(trained.net, threshold, sources, Path(folder))
+    _log("original: building and exporting the fastai Learner, and its network to ONNX")
+    pkl = blog_learner.export_learner(folder)
     learn = blog_learner.load(pkl)
+    onnx_path = blog_learner.write_served_onnx(learn, folder / "resnet34.onnx", min_area)
     data = tiles["typical"].data
+    gap = blog_learner.crop_parity(learn, onnx_path, data)
+    resnet34 = Segmenter.from_onnx(onnx_path)
+    crop = blog_learner.crop_of(data)[np.newaxis, np.newaxis]
 
-    def predict_repeatedly() -> list[float]:
-        blog_learner.predict_png(learn, data)  # warm-up
+    def repeatedly(work: Any) -> list[float]:
+        work()  # warm-up
         samples, deadline = [], time.perf_counter() + plan.inprocess_seconds
-        for _ in range(plan.fastai_repetitions):
+        for _ in range(plan.original_repetitions):
             begun = time.perf_counter()
-            blog_learner.predict_png(learn, data)
+            work()
             samples.append(time.perf_counter() - begun)
             if time.perf_counter() > deadline:
                 break
         return samples
 
-    with ThreadPoolExecutor(1) as worker:  # a worker thread, as in the blog's server
-        samples = worker.submit(predict_repeatedly).result()
-    timing = {
-        "typical": {"predict": summarise_ms(samples), "input_size": blog_learner.BLOG_SIZE},
+    def analyze() -> None:
+        # learn.predict draws a progress bar on stdout each time: drawn, not shown.
+        with contextlib.redirect_stdout(io.StringIO()):
+            blog_learner.analyze(learn, data)
+
+    _log("original: learn.predict and the same network in onnxruntime, in-process")
+    with ThreadPoolExecutor(1) as worker:  # a worker thread, as the servers run them
+        analyzed = worker.submit(repeatedly, analyze).result()
+        on_crop = worker.submit(repeatedly, lambda: resnet34.runner(crop)).result()
+        whole = worker.submit(
+            time_stages, resnet34, data, plan.original_repetitions, plan.inprocess_seconds
+        ).result()
+    results["inprocess"]["original"] = {
+        "typical": {
+            "analyze": summarise_ms(analyzed),
+            "input_size": blog_learner.ORIGINAL_SIZE,
+        },
+        "same_network": {
+            "weights": "random (unet_learner(pretrained=False)); timings do not depend on them",
+            "onnx_mb": round(onnx_path.stat().st_size / 1e6, 1),
+            "max_abs_diff_on_crop": gap,
+            "onnx_inference_on_crop": summarise_ms(on_crop),
+            "service_path_whole_photo": whole,
+        },
     }
-    return str(pkl), timing
+    return pkl, onnx_path
 
 
 def _serve_all(
@@ -232,24 +358,27 @@ def _load_levels(
     server: Server, upload: Upload, plan: Plan, results: dict[str, Any], spec: ServerSpec
 ) -> dict[str, Any]:
     pid = server.pid
-    memory = {"idle_rss_mb": round(rss_bytes(pid) / MB, 1)}
+    # A server's worker processes count with it (BentoML runs its service in a child).
+    memory = {"idle_rss_mb": round(tree_rss_bytes(pid) / MB, 1)}
     levels = {}
     for concurrency in CONCURRENCY:
         _log(f"{spec.name}: HTTP load at concurrency {concurrency}")
-        cpu_before = cpu_seconds(pid)
+        cpu_before = tree_cpu_seconds(pid)
         # Sampled only at the top level: the sampler thread costs the client CPU time.
-        sampler = RssSampler(pid) if concurrency == max(CONCURRENCY) else nullcontext()
+        top = concurrency == max(CONCURRENCY)
+        sampler = RssSampler(pid, read=tree_rss_bytes) if top else nullcontext()
         with sampler:
             level = run_load(server.port, upload, concurrency, plan.requests, plan.request_seconds)
         # CPU per answer shows waste (spinning threads, contention) that wall time on a
         # busy machine blurs.
         level["server_cpu_ms_per_request"] = round(
-            1000 * (cpu_seconds(pid) - cpu_before) / max(1, level["requests"]), 2
+            1000 * (tree_cpu_seconds(pid) - cpu_before) / max(1, level["requests"]), 2
         )
         levels[str(concurrency)] = level
         if isinstance(sampler, RssSampler):
             memory["sampled_peak_under_load_mb"] = round(sampler.peak_bytes / MB, 1)
-    memory["peak_rss_mb"] = round(peak_rss_bytes(pid) / MB, 1)
+    memory["peak_rss_mb"] = round(tree_peak_rss_bytes(pid) / MB, 1)
+    memory["processes"] = len(process_tree(pid))
     results["memory"][spec.name] = memory
     return {"levels": levels}
 
@@ -257,9 +386,13 @@ def _load_levels(
 def _meta(
     plan: Plan,
     model: ModelFiles,
-    card: ModelCard,
+    served: Segmenter,
     tiles: dict[str, TilePhoto],
 ) -> dict[str, Any]:
+    import onnxruntime
+
+    card: ModelCard | None = served.card
+    assert card is not None  # loaded from a file
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": plan.quick,
@@ -277,21 +410,31 @@ def _meta(
             "threshold": card.threshold,
             "policy": card.policy.__dict__,
         },
+        # What ran the service's inference here; the CUDA provider is not measured.
+        "providers": {
+            "service": served.providers,
+            "available": onnxruntime.get_available_providers(),
+        },
         "versions": {
-            name: importlib.metadata.version(name)
-            for name in (
-                "onnxruntime",
-                "opencv-python-headless",
-                "torch",
-                "fastai",
-                "uvicorn",
-            )
+            **{
+                name: importlib.metadata.version(name)
+                for name in (
+                    "onnxruntime",
+                    "opencv-python-headless",
+                    "torch",
+                    "fastai",
+                    "fastapi",
+                    "uvicorn",
+                )
+            },
+            "bentoml": pinned_versions(footprint.BENTOML_REQUIREMENTS)["bentoml"],
         },
         "tiles": {name: tile.describe() for name, tile in tiles.items()},
         "http_tile": "typical",
         "client": "closed loop, keep-alive, each request timed from when it was due "
         "(its connection free); client delay and CPU reported (benchmarks/http_load.py)",
-        "fastai_input": "224 x 224, squished (the blog's size), mask scaled back",
+        "original_input": "the shorter side scaled to 128 px, the centre 128 x 128 cropped; "
+        "a JSON list of lists of 0/1 back",
         "service_python": "the fresh serving venv" if not plan.quick else "this venv (.venv)",
     }
 

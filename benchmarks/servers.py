@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.http_load import Upload, post_once
-from harness.server import Server, launch
+from harness.server import Server, free_port, launch
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ServerSpec:
 
     name: str
     module: str
-    args: Sequence[str] = ()
+    args: Sequence[str] = ()  # "{port}" in one stands for the port it must listen on
     env: Mapping[str, str] | None = None
     python: str = sys.executable  # the serving venv's interpreter runs what ships
 
@@ -37,11 +37,13 @@ def launched(
     """The server started and answering /segment, with its cold start in seconds; stopped
     with SIGTERM afterwards.
     """
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as scratch:
         server = launch(
             Path(scratch) / "server.log",
-            args=("-m", spec.module, *spec.args),
+            args=("-m", spec.module, *(arg.format(port=port) for arg in spec.args)),
             python=spec.python,
+            port=port,
             **(spec.env or {}),
         )
         try:

@@ -13,13 +13,14 @@ from service.imaging import read_header
 class TilePhoto:
     name: str  # small, typical or large
     path: Path
+    in_dataset: str  # the path inside the dataset folder, the same on every machine
     data: bytes  # the JPEG file as the camera wrote it
     width: int
     height: int
 
     def describe(self) -> dict[str, object]:
         return {
-            "path": str(self.path),
+            "path": self.in_dataset,
             "width": self.width,
             "height": self.height,
             "pixels": self.width * self.height,
@@ -45,6 +46,8 @@ def pick_tiles(folder: Path | None = None) -> dict[str, TilePhoto]:
     sized.sort(key=lambda item: (item[0], item[1]))
     picks = {"small": sized[0], "typical": sized[len(sized) // 2], "large": sized[-1]}
     return {
-        name: TilePhoto(name, Path(path), data, header.width, header.height)
+        name: TilePhoto(
+            name, Path(path), str(Path(path).relative_to(folder)), data, header.width, header.height
+        )
         for name, (_, path, data, header) in picks.items()
     }

@@ -1,15 +1,19 @@
 """Stage `export`: the trained network as a validated ONNX file the service can serve.
 
-Run as `python -m export.export`. Checks, each fatal:
-1. `onnx.checker` full check of the written file;
-2. onnxruntime against torch on real test tiles: probabilities and masks agree;
-3. the test split scored through the service's own Segmenter on the ONNX file matches
-   the `evaluate` stage's Dice: the number in the metrics is the number the API delivers.
+Run as `python -m export.export`. Writes the float network (models/segmenter-float.onnx)
+and the file the service serves (models/segmenter.onnx): with `export.int8`, an INT8 copy
+(export/quantize.py), else the float file itself. Checks, each fatal:
+1. `onnx.checker` full check of the float file;
+2. onnxruntime against torch on real test tiles: probabilities, masks and classes agree;
+3. the test split scored through the service's own Segmenter on each file matches the
+   `evaluate` stage's Dice within `export.max_dice_gap`: the number in the metrics is the
+   number the API delivers.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -21,16 +25,19 @@ import onnx
 import torch
 from torch.export import Dim
 
-from service.contract import INPUT_NAME, OUTPUT_NAME, ModelCard
+from export.quantize import quantize_int8
+from service.contract import CLASSES_OUTPUT_NAME, INPUT_NAME, OUTPUT_NAME, ModelCard
 from service.segmenter import Segmenter, prepare
 from training.checkpoint import Trained, load_checkpoint
 from training.dataset import load_tiles
-from training.model import Probability
+from training.model import Probabilities
 from training.params import load_params
 from training.scoring import predict_tiles, score_tiles, summarise
 from training.served import read_evaluation, served_segmenter
 
 MODEL_PATH = Path("models/segmenter.onnx")
+# The float network, always written and checked; MODEL_PATH is its INT8 copy or the same.
+FLOAT_MODEL_PATH = Path("models/segmenter-float.onnx")
 EXPORT_METRICS = Path("reports/export.json")
 OPSET = 20
 
@@ -44,11 +51,12 @@ def main() -> None:
         export(load_params())
     except ExportCheckFailed as failure:
         MODEL_PATH.unlink(missing_ok=True)
+        FLOAT_MODEL_PATH.unlink(missing_ok=True)
         sys.exit(f"error: export check failed: {failure}")
 
 
 def export(params: dict[str, Any]) -> dict:
-    """Write the ONNX file, validate it, and write the export metrics."""
+    """Write the ONNX files, validate them, and write the export metrics."""
     limits = params["export"]
     trained = load_checkpoint()
     reference = served_segmenter(trained)
@@ -59,31 +67,35 @@ def export(params: dict[str, Any]) -> dict:
         policy=reference.policy,
         threshold=reference.threshold,
         min_area=reference.min_area,
+        decision_threshold=reference.decision_threshold,
+        classes=trained.classes,
         version=f"{params['model']['arch']}-{evaluated['dice_defect']:.3f}",
         training_params={k: params[k] for k in ("model", "train", "split")},
         test_metrics=evaluated,
     )
-    write_onnx(trained, card, MODEL_PATH)
-    onnx.checker.check_model(str(MODEL_PATH), full_check=True)
-    served = Segmenter.from_onnx(MODEL_PATH, providers=["CPUExecutionProvider"])
+    write_onnx(trained, card, FLOAT_MODEL_PATH)
+    onnx.checker.check_model(str(FLOAT_MODEL_PATH), full_check=True)
+    float_model = Segmenter.from_onnx(FLOAT_MODEL_PATH, providers=["CPUExecutionProvider"])
+    parity = check_parity(reference, float_model, tiles[: limits["parity_images"]], limits)
+    float_metrics = served_metrics(float_model, tiles, evaluated, limits)
 
-    parity = check_parity(reference, served, tiles[: limits["parity_images"]], limits)
-    probabilities = predict_tiles(served, tiles)
-    service_metrics = summarise(score_tiles(served, tiles, probabilities))
-    gap = abs(service_metrics["dice_defect"] - evaluated["dice_defect"])
-    if gap > limits["max_dice_gap"]:
-        raise ExportCheckFailed(
-            f"service-path Dice {service_metrics['dice_defect']} differs from evaluate's "
-            f"{evaluated['dice_defect']} by {gap:.4f} (> {limits['max_dice_gap']})"
-        )
+    if limits["int8"]:
+        calibration = load_tiles("train")
+        every = max(1, len(calibration) // limits["int8_calibration_tiles"])
+        images = [tile.image for tile in calibration[::every]][: limits["int8_calibration_tiles"]]
+        quantize_int8(FLOAT_MODEL_PATH, MODEL_PATH, images, card.policy)
+    else:
+        shutil.copyfile(FLOAT_MODEL_PATH, MODEL_PATH)
+    served = Segmenter.from_onnx(MODEL_PATH, providers=["CPUExecutionProvider"])
     metrics = {
         "parity": parity,
-        "service_dice_defect": service_metrics["dice_defect"],
-        "service_dice_all": service_metrics["dice_all"],
-        "dice_gap": round(gap, 4),
+        "int8": limits["int8"],
+        **served_metrics(served, tiles, evaluated, limits),
+        "float": float_metrics,
         "file_mb": round(MODEL_PATH.stat().st_size / 2**20, 3),
         "sha256": served.sha256,
         "latency_ms_median": latency_ms(served, tiles[: limits["parity_images"]]),
+        "float_latency_ms_median": latency_ms(float_model, tiles[: limits["parity_images"]]),
     }
     EXPORT_METRICS.parent.mkdir(parents=True, exist_ok=True)
     EXPORT_METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -91,9 +103,31 @@ def export(params: dict[str, Any]) -> dict:
     return metrics
 
 
+def served_metrics(served: Segmenter, tiles: list, evaluated: dict, limits: dict) -> dict:
+    """The test split scored through the service's Segmenter on a model file; raises
+    ExportCheckFailed when its Dice is not `evaluate`'s, within `max_dice_gap`."""
+    summary = summarise(score_tiles(served, tiles, predict_tiles(served, tiles)))
+    gap = abs(summary["dice_defect"] - evaluated["dice_defect"])
+    if gap > limits["max_dice_gap"]:
+        raise ExportCheckFailed(
+            f"service-path Dice {summary['dice_defect']} differs from evaluate's "
+            f"{evaluated['dice_defect']} by {gap:.4f} (> {limits['max_dice_gap']})"
+        )
+    return {
+        "service_dice_defect": summary["dice_defect"],
+        "service_dice_all": summary["dice_all"],
+        "service_recall": summary["detection"]["recall"],
+        "service_free_flagged_rate": summary["detection"]["free_flagged_rate"],
+        "service_auroc": summary["detection"]["auroc"],
+        "service_miou": summary["classes"]["miou"],
+        "dice_gap": round(gap, 4),
+    }
+
+
 def write_onnx(trained: Trained, card: ModelCard, path: Path) -> None:
-    """Export uint8 [N,1,H,W] -> probability [N,1,H,W], with `card` as its metadata."""
-    model = Probability(trained.net).eval()
+    """Export uint8 [N,1,H,W] -> probability [N,1,H,W] and class_probabilities
+    [N,C,H,W], with `card` as its metadata."""
+    model = Probabilities(trained.net).eval()
     stride = card.policy.stride
     example = torch.zeros((1, 1, 2 * stride, 3 * stride), dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +138,7 @@ def write_onnx(trained: Trained, card: ModelCard, path: Path) -> None:
         (example,),
         str(partial),
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=[OUTPUT_NAME, CLASSES_OUTPUT_NAME],
         dynamic_shapes={INPUT_NAME: {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
         opset_version=OPSET,
         dynamo=True,
@@ -113,21 +147,29 @@ def write_onnx(trained: Trained, card: ModelCard, path: Path) -> None:
     proto = onnx.load(str(partial))
     _name_dynamic_dims(proto)
     onnx.helper.set_model_props(proto, card.to_metadata())
-    proto.doc_string = "Magnetic tile defect segmentation: uint8 grayscale in, probability out."
+    proto.doc_string = (
+        "Magnetic tile defect segmentation: uint8 grayscale in; defect probability and "
+        "per-class probabilities out."
+    )
     onnx.save(proto, str(partial))
     partial.replace(path)
 
 
 def check_parity(reference: Segmenter, served: Segmenter, tiles: list, limits: dict) -> dict:
-    """onnxruntime and torch on the same prepared real tiles: largest probability gap and
-    the share of pixels whose mask agrees."""
+    """onnxruntime and torch on the same prepared real tiles: largest gap in any output's
+    probabilities, and the share of pixels whose mask (and, with classes, most likely
+    class) agrees."""
     worst, agree, total = 0.0, 0, 0
     for tile in tiles:
         batch, _ = prepare(tile.image, reference.policy)
         expected, actual = reference.runner(batch), served.runner(batch)
-        worst = max(worst, float(np.abs(expected - actual).max()))
-        agree += int(((expected >= reference.threshold) == (actual >= served.threshold)).sum())
-        total += expected.size
+        for want, got in zip(expected, actual, strict=True):
+            worst = max(worst, float(np.abs(want - got).max()))
+        same = (expected[0] >= reference.threshold) == (actual[0] >= served.threshold)
+        if len(expected) > 1:
+            same &= (expected[1].argmax(axis=1) == actual[1].argmax(axis=1))[:, None]
+        agree += int(same.sum())
+        total += same.size
     agreement = agree / total
     if worst > limits["max_abs_diff"] or agreement < limits["min_mask_agreement"]:
         raise ExportCheckFailed(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 MB = 10**6
@@ -33,13 +34,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants that are alive now, parents first."""
+    found, index = [pid], 0
+    while index < len(found):
+        try:
+            tasks = list(Path(f"/proc/{found[index]}/task").iterdir())
+        except OSError:  # ended meanwhile
+            tasks = []
+        for task in tasks:
+            try:
+                found += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        index += 1
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of the process and its descendants now, added up."""
+    return int(_sum_over_tree(pid, rss_bytes))
+
+
+def tree_peak_rss_bytes(pid: int) -> int:
+    """The process's and its descendants' high-water marks (VmHWM), added up: at least the
+    tree's own peak, which the kernel does not keep."""
+    return int(_sum_over_tree(pid, peak_rss_bytes))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process and its living descendants so far."""
+    return _sum_over_tree(pid, cpu_seconds)
+
+
 class RssSampler:
     """The highest resident memory of a process while the block runs: read on entry, every
-    `interval` seconds in a thread, and on exit. A process that ends stops the sampling."""
+    `interval` seconds in a thread, and on exit. A process that ends stops the sampling.
+    `read` gives the figure for a pid (tree_rss_bytes: the process and its children)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(
+        self, pid: int, interval: float = 0.05, read: Callable[[int], int] = rss_bytes
+    ) -> None:
         self.pid = pid
         self.interval = interval
+        self.read = read
         self.peak_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -62,10 +100,20 @@ class RssSampler:
     def _sample(self) -> bool:
         """Take one reading; False once the process has gone."""
         try:
-            self.peak_bytes = max(self.peak_bytes, rss_bytes(self.pid))
+            self.peak_bytes = max(self.peak_bytes, self.read(self.pid))
         except (OSError, ValueError):
             return False
         return True
+
+
+def _sum_over_tree(pid: int, read: Callable[[int], float]) -> float:
+    total = read(pid)  # the process itself must be there: its end is an error
+    for descendant in process_tree(pid)[1:]:
+        try:
+            total += read(descendant)
+        except (OSError, ValueError):  # a child that ended meanwhile holds nothing
+            continue
+    return total
 
 
 def _status_kb(pid: int, field: str) -> int:

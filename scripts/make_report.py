@@ -44,6 +44,8 @@ HEADLINE = (
     ("recall at the decision threshold", EVALUATION, ("detection", "recall")),
     ("defect-free tiles flagged", EVALUATION, ("detection", "free_flagged_rate")),
     ("image AUROC", EVALUATION, ("detection", "auroc")),
+    ("six-class mIoU", EVALUATION, ("classes", "miou")),
+    ("tile class right, defect tiles", EVALUATION, ("classes", "tile_accuracy_defect")),
     ("in-process time per test tile, ms", EXPORT, ("latency_ms_median",)),
 )
 

@@ -10,9 +10,10 @@ worker threads, so /health and /metrics answer while a model runs.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import logging
+import queue
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,29 +30,52 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.admission import BoundedQueue, PixelBudget
+from service.answers import describe
 from service.config import Settings
 from service.imaging import ImageError, decode_gray, encode_png, read_header, render_overlay
 from service.openapi import openapi
 from service.page import page_routes
 from service.regions import Segmentation
-from service.segmenter import Segmenter
+from service.segmenter import Prediction, Segmenter
 from service.telemetry import Metrics, MetricsMiddleware
 from service.uploads import read_image
 
 logger = logging.getLogger("service")
 
-FORMATS = ("mask", "json", "overlay")
+FORMATS = ("mask", "json", "labels", "overlay")
 
 
 def load_segmenter(settings: Settings) -> Segmenter:
-    """The model named by the settings; raises ModelError (service.contract) with one
-    sentence if it is unusable."""
-    return Segmenter.from_onnx(
-        settings.model_path,
-        settings.ort_providers,
-        settings.inference_threads,
-        settings.model_sha256,
-    )
+    """The model named by the settings, in INFERENCE_SESSIONS onnxruntime sessions; raises
+    ModelError (service.contract) with one sentence if it is unusable."""
+    segmenters = [
+        Segmenter.from_onnx(
+            settings.model_path,
+            settings.ort_providers,
+            settings.inference_threads,
+            settings.model_sha256,
+        )
+        for _ in range(settings.inference_sessions)
+    ]
+    return segmenters[0] if len(segmenters) == 1 else _pooled(segmenters)
+
+
+def _pooled(segmenters: list[Segmenter]) -> Segmenter:
+    """The first Segmenter, its runs handed to whichever of the sessions is free."""
+    free: queue.SimpleQueue[Callable[..., Any]] = queue.SimpleQueue()
+    for segmenter in segmenters:
+        free.put(segmenter.runner)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        runner = free.get()
+        try:
+            return runner(*args, **kwargs)
+        finally:
+            free.put(runner)
+
+    pooled = copy.copy(segmenters[0])
+    pooled.runner = run
+    return pooled
 
 
 def create_app(settings: Settings, segmenter: Segmenter) -> Starlette:
@@ -105,9 +129,13 @@ class _Service:
         self.segmenter = segmenter
         self.metrics = metrics
         self.model_info = _model_info(settings, segmenter)
-        # One inference at a time: onnxruntime already spreads a run over
-        # INFERENCE_THREADS cores, and parallel runs would only contend for them.
-        self.inference_limiter = CapacityLimiter(1)
+        # One inference per session (one by default): onnxruntime already spreads a run
+        # over INFERENCE_THREADS cores, and more parallel runs would only contend for them.
+        self.inference_limiter = CapacityLimiter(settings.inference_sessions)
+        # None: anyio's shared worker threads, so only MAX_QUEUE bounds decoding.
+        self.decode_limiter = (
+            CapacityLimiter(settings.max_decodes) if settings.max_decodes else None
+        )
         self.queue = BoundedQueue(settings.max_queue, metrics)
         # Memory grows with pixels, not requests: a 30 KB PNG at the pixel limit takes
         # 0.7-0.9 GB while decoded, predicted and encoded, so big images take turns.
@@ -145,13 +173,15 @@ class _Service:
         try:
             header = read_header(image, self.settings.max_image_pixels)
             async with self.queue.admitted(), self.pixel_budget.hold(header.width * header.height):
-                gray, decode_seconds = await to_thread.run_sync(_timed, decode_gray, image, header)
-                probability, inference_seconds = await to_thread.run_sync(
+                gray, decode_seconds = await to_thread.run_sync(
+                    _timed, decode_gray, image, header, limiter=self.decode_limiter
+                )
+                prediction, inference_seconds = await to_thread.run_sync(
                     _timed, self.segmenter.predict, gray, limiter=self.inference_limiter
                 )
                 self.metrics.inference_seconds.observe(inference_seconds)
                 (segmentation, body, media_type), postprocess_seconds = await to_thread.run_sync(
-                    _timed, _render, self.segmenter, answer, gray, probability
+                    _timed, _render, self.segmenter, answer, gray, prediction
                 )
         except ImageError as error:
             raise HTTPException(error.status_code, str(error)) from None
@@ -171,13 +201,9 @@ class _Service:
         if body is not None:
             return Response(body, media_type=media_type, headers=headers)
         payload = {
-            "defective": segmentation.defective,
-            "defect_fraction": round(segmentation.defect_fraction, 6),
-            "score": round(segmentation.score, 4),
-            "threshold": segmentation.threshold,
+            **describe(segmentation),
             "width": header.width,
             "height": header.height,
-            "regions": [dataclasses.asdict(region) for region in segmentation.regions],
             "timings_ms": {name: round(seconds * 1000, 2) for name, seconds in timings.items()},
             "model_version": self.model_info["model"]["version"],
         }
@@ -189,7 +215,9 @@ def _negotiate(request: Request) -> str:
     requested = request.query_params.get("format")
     if requested is not None:
         if requested not in FORMATS:
-            raise HTTPException(400, f"Unknown format {requested!r}; use mask, json or overlay.")
+            raise HTTPException(
+                400, f"Unknown format {requested!r}; use mask, json, labels or overlay."
+            )
         return requested
     accept = request.headers.get("accept", "").strip()
     if not accept:
@@ -213,7 +241,7 @@ def _negotiate(request: Request) -> str:
     raise HTTPException(
         406,
         "Accept allows none of image/png (mask), application/json or image/jpeg (overlay); "
-        "or choose with ?format=mask|json|overlay.",
+        "or choose with ?format=mask|json|labels|overlay.",
     )
 
 
@@ -233,12 +261,14 @@ def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 
 
 def _render(
-    segmenter: Segmenter, answer: str, gray: np.ndarray, probability: np.ndarray
+    segmenter: Segmenter, answer: str, gray: np.ndarray, prediction: Prediction
 ) -> tuple[Segmentation, bytes | None, str]:
     """The segmentation, plus the picture to send unless the answer is JSON."""
-    segmentation = segmenter.postprocess(probability)
+    segmentation = segmenter.postprocess(prediction)
     if answer == "mask":
         return segmentation, encode_png(segmentation.mask), "image/png"
+    if answer == "labels":
+        return segmentation, encode_png(segmentation.labels), "image/png"
     if answer == "overlay":
         return segmentation, *render_overlay(gray, segmentation)
     return segmentation, None, "application/json"
@@ -254,8 +284,10 @@ def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
             "registry_version": settings.model_registry_version,
             "sha256": sha256,
             "input_policy": json.loads(card.policy.to_json()),
-            "threshold": card.threshold,
+            "threshold": segmenter.threshold,
+            "decision_threshold": segmenter.decision_threshold,
             "min_area": card.min_area,
+            "classes": list(segmenter.classes),
             "providers": segmenter.providers,
             "training_params": card.training_params,
             "test_metrics": card.test_metrics,

@@ -24,6 +24,8 @@ ENVIRONMENT_VARIABLES = (
     "MAX_IMAGE_PIXELS",
     "ORT_PROVIDERS",
     "INFERENCE_THREADS",
+    "INFERENCE_SESSIONS",
+    "MAX_DECODES",
     "MAX_QUEUE",
     "MAX_PIXELS_IN_FLIGHT",
     "CORS_ORIGINS",
@@ -51,6 +53,10 @@ class Settings:
     # None lets the Segmenter choose: CUDA when onnxruntime-gpu sees a GPU, else CPU.
     ort_providers: tuple[str, ...] | None = None
     inference_threads: int = 0
+    # onnxruntime sessions, each running one inference at a time with its own threads.
+    inference_sessions: int = 1
+    # Uploads decoded at once; 0 leaves decoding bounded only by MAX_QUEUE.
+    max_decodes: int = 0
     max_queue: int = 16
     # Pixels of the images being decoded, segmented and encoded at once (30-40 bytes
     # of memory each); images that do not fit wait their turn.
@@ -88,6 +94,10 @@ class Settings:
             inference_threads=_integer(
                 environ, "INFERENCE_THREADS", defaults.inference_threads, minimum=0
             ),
+            inference_sessions=_integer(
+                environ, "INFERENCE_SESSIONS", defaults.inference_sessions, minimum=1, maximum=16
+            ),
+            max_decodes=_integer(environ, "MAX_DECODES", defaults.max_decodes, minimum=0),
             max_queue=_integer(environ, "MAX_QUEUE", defaults.max_queue, minimum=1),
             max_pixels_in_flight=_integer(
                 environ, "MAX_PIXELS_IN_FLIGHT", defaults.max_pixels_in_flight, minimum=1

@@ -1,9 +1,11 @@
 """The ONNX contract between the export stage and the service, in one place.
 
 An exported model file takes one uint8 input named `image` [N, 1, H, W] and gives float32
-defect probabilities named `probability` of the same shape. Its metadata_props carry a
-`ModelCard`: how to serve it (input policy, threshold, min_area) and where it came from
-(version, training params, test metrics). Export writes the card with `to_metadata`,
+defect probabilities named `probability` of the same shape (1 - P(background)); a model
+with defect classes also gives `class_probabilities` [N, C, H, W], class 0 the
+background. Its metadata_props carry a `ModelCard`: how to serve it (input policy, pixel
+and decision thresholds, min_area, class names) and where it came from (version,
+training params, test metrics). Export writes the card with `to_metadata`,
 the service reads it back with `from_metadata`; the checks on the file itself (is it
 there, is it the expected one, does it load and have the named input and output) live
 here too.
@@ -25,10 +27,13 @@ if TYPE_CHECKING:
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
+CLASSES_OUTPUT_NAME = "class_probabilities"
 
 # The metadata_props keys, as the committed models/segmenter.onnx has them.
 INPUT_POLICY_KEY = "input_policy"
 THRESHOLD_KEY = "threshold"
+DECISION_THRESHOLD_KEY = "decision_threshold"
+CLASSES_KEY = "classes"
 MIN_AREA_KEY = "min_area"
 VERSION_KEY = "model_version"
 TRAINING_PARAMS_KEY = "training_params"
@@ -48,6 +53,10 @@ class ModelCard:
     policy: InputPolicy
     threshold: float
     min_area: int
+    # None in files from before the decision threshold: they decide on `threshold`.
+    decision_threshold: float | None = None
+    # The names of `class_probabilities`' rows, background first; () for a model without.
+    classes: tuple[str, ...] = ()
     version: str | None = None
     # Provenance for people reading /info, as JSON values; a model without it still serves.
     training_params: Any = None
@@ -60,6 +69,10 @@ class ModelCard:
             THRESHOLD_KEY: str(self.threshold),
             MIN_AREA_KEY: str(self.min_area),
         }
+        if self.decision_threshold is not None:
+            metadata[DECISION_THRESHOLD_KEY] = str(self.decision_threshold)
+        if self.classes:
+            metadata[CLASSES_KEY] = json.dumps(list(self.classes))
         if self.version is not None:
             metadata[VERSION_KEY] = self.version
         if self.training_params is not None:
@@ -76,6 +89,8 @@ class ModelCard:
             policy=_required(metadata, INPUT_POLICY_KEY, InputPolicy.from_json, source),
             threshold=_required(metadata, THRESHOLD_KEY, float, source),
             min_area=_required(metadata, MIN_AREA_KEY, int, source),
+            decision_threshold=_optional(metadata, DECISION_THRESHOLD_KEY, float, source),
+            classes=_optional(metadata, CLASSES_KEY, _class_names, source) or (),
             version=metadata.get(VERSION_KEY),
             training_params=_provenance(metadata, TRAINING_PARAMS_KEY),
             test_metrics=_provenance(metadata, TEST_METRICS_KEY),
@@ -138,6 +153,25 @@ def open_session(
     return session
 
 
+def check_outputs(session: InferenceSession, card: ModelCard, path: Path) -> None:
+    """Raises ModelError when a model whose card names classes lacks their output, or
+    gives another number of them."""
+    if not card.classes:
+        return
+    outputs = {o.name: o for o in session.get_outputs()}
+    if CLASSES_OUTPUT_NAME not in outputs:
+        raise ModelError(
+            f"Model file {path} names classes in its metadata but has no output named "
+            f"'{CLASSES_OUTPUT_NAME}'; re-export it with the pipeline's export stage."
+        )
+    count = outputs[CLASSES_OUTPUT_NAME].shape[1]
+    if isinstance(count, int) and count != len(card.classes):
+        raise ModelError(
+            f"Model file {path} names {len(card.classes)} classes but its "
+            f"'{CLASSES_OUTPUT_NAME}' has {count}; re-export it with the pipeline's export stage."
+        )
+
+
 def default_providers() -> list[str]:
     """CUDA when onnxruntime-gpu sees a GPU, else CPU."""
     import onnxruntime as ort
@@ -161,6 +195,24 @@ def _required(
             f"Model file {source} has an invalid '{key}' in its metadata ({error!r}); "
             "re-export it with the pipeline's export stage."
         ) from None
+
+
+def _optional(
+    metadata: Mapping[str, str], key: str, parse: Callable[[str], _Value], source: str | Path
+) -> _Value | None:
+    return _required(metadata, key, parse, source) if key in metadata else None
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    names = json.loads(text)
+    if (
+        not isinstance(names, list)
+        or len(names) < 2
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise ValueError("classes must be a JSON list of two or more distinct names")
+    return tuple(names)
 
 
 def _provenance(metadata: Mapping[str, str], key: str) -> Any:

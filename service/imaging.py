@@ -113,7 +113,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def render_overlay(gray: np.ndarray, segmentation: Segmentation) -> tuple[bytes, str]:
     """The photo for a person: defects tinted red, each region outlined and numbered with
-    its mean probability, and a banner with the verdict and the legend; returns the bytes
+    its class and mean probability, and a banner with the verdict and the legend; returns the bytes
     and their media type."""
     picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     defect = segmentation.mask > 0
@@ -128,12 +128,13 @@ def render_overlay(gray: np.ndarray, segmentation: Segmentation) -> tuple[bytes,
     )
     cv2.drawContours(picture, contours, -1, _OUTLINE, thickness)
     for number, region in enumerate(segmentation.regions, 1):
-        label = f"{number}: p {region.mean_probability:.2f}"
+        kind = f" {region.class_name}" if region.class_name else ""
+        label = f"{number}:{kind} p {region.mean_probability:.2f}"
         _label(picture, label, (region.x, region.y + region.height), scale, _OUTLINE)
-    score, threshold = segmentation.score, segmentation.threshold
+    score, threshold = segmentation.score, segmentation.decision_threshold
     if segmentation.defective:
         verdict = f"defective - score {score:.2f} >= {threshold:.2f}"
-        legend = "red: defect; n: p = region n, mean probability"
+        legend = "red: defect; n: class p = region n, its class, mean probability"
         _banner(picture, [verdict, legend], scale, (80, 80, 255))
     else:
         _banner(picture, [f"no defect found - score {score:.2f} < {threshold:.2f}"], scale, _OK)

@@ -61,10 +61,11 @@ _SEGMENT = {
                 "required": False,
                 "description": (
                     "mask: a PNG of the photo's size, 255 defect and 0 background (the "
-                    "default); json: the verdict and regions; overlay: the photo with its "
-                    "defects drawn, for a person."
+                    "default); json: the verdict and regions; labels: a PNG of the photo's "
+                    "size holding each pixel's class index (0 background; /info lists the "
+                    "classes); overlay: the photo with its defects drawn, for a person."
                 ),
-                "schema": {"type": "string", "enum": ["mask", "json", "overlay"]},
+                "schema": {"type": "string", "enum": ["mask", "json", "labels", "overlay"]},
             }
         ],
         "requestBody": {
@@ -83,8 +84,8 @@ _SEGMENT = {
         },
         "responses": {
             "200": {
-                "description": "The mask (PNG), the segmentation (JSON) or the overlay "
-                "(JPEG; PNG for photos longer than JPEG can store).",
+                "description": "The mask or class labels (PNG), the segmentation (JSON) or "
+                "the overlay (JPEG; PNG for photos longer than JPEG can store).",
                 "content": {
                     "image/png": {"schema": _BINARY},
                     "application/json": {"schema": {"$ref": "#/components/schemas/Segmentation"}},
@@ -128,7 +129,16 @@ _SCHEMAS = {
     },
     "Region": {
         "type": "object",
-        "required": ["x", "y", "width", "height", "area", "mean_probability"],
+        "required": [
+            "x",
+            "y",
+            "width",
+            "height",
+            "area",
+            "mean_probability",
+            "class",
+            "class_probabilities",
+        ],
         "properties": {
             "x": {"type": "integer", "minimum": 0},
             "y": {"type": "integer", "minimum": 0},
@@ -136,6 +146,17 @@ _SCHEMAS = {
             "height": {"type": "integer", "minimum": 1},
             "area": {"type": "integer", "minimum": 1, "description": "Defect pixels."},
             "mean_probability": {"type": "number", "minimum": 0, "maximum": 1},
+            "class": {
+                "type": "string",
+                "description": "The defect class with the highest mean probability over the "
+                "region; /info lists the classes (a model without them has one, defect).",
+            },
+            "class_probabilities": {
+                "type": "object",
+                "description": "Each class's mean probability over the region, background "
+                "included.",
+                "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+            },
         },
     },
     "Segmentation": {
@@ -144,7 +165,9 @@ _SCHEMAS = {
             "defective",
             "defect_fraction",
             "score",
+            "decision_threshold",
             "threshold",
+            "regions_threshold",
             "width",
             "height",
             "regions",
@@ -152,7 +175,11 @@ _SCHEMAS = {
             "model_version",
         ],
         "properties": {
-            "defective": {"type": "boolean"},
+            "defective": {
+                "type": "boolean",
+                "description": "score >= decision_threshold; a defective tile has at least "
+                "one region, a tile that is not has none.",
+            },
             "defect_fraction": {"type": "number", "minimum": 0, "maximum": 1},
             "score": {
                 "type": "number",
@@ -160,7 +187,21 @@ _SCHEMAS = {
                 "maximum": 1,
                 "description": "The defect probability of the min_area-th most suspicious pixel.",
             },
-            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "decision_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "threshold": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "The pixel threshold the mask and regions are found at.",
+            },
+            "regions_threshold": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "The threshold the regions were found at: `threshold`, or "
+                "`decision_threshold` for a defective tile with no region of min_area pixels "
+                "at `threshold` (its region is then the one around the most probable pixel).",
+            },
             "width": {"type": "integer", "minimum": 1},
             "height": {"type": "integer", "minimum": 1},
             "regions": {"type": "array", "items": {"$ref": "#/components/schemas/Region"}},

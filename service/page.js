@@ -35,12 +35,12 @@ function showAnswer(answer, seconds) {
   const comparison = answer.defective ? ">=" : "<";
   verdict.textContent =
     `${answer.defective ? "Defective" : "No defect found"}: ` +
-    `score ${answer.score.toFixed(2)} ${comparison} threshold ${answer.threshold.toFixed(2)}`;
+    `score ${answer.score.toFixed(2)} ${comparison} threshold ${answer.decision_threshold.toFixed(2)}`;
   verdict.className = answer.defective ? "defective" : "clean";
   const rows = answer.regions.map((region, index) => {
     const row = document.createElement("tr");
-    const cells = [index + 1, region.x, region.y, region.width, region.height, region.area,
-      region.mean_probability.toFixed(3)];
+    const cells = [index + 1, region.class ?? "defect", region.x, region.y, region.width,
+      region.height, region.area, region.mean_probability.toFixed(3)];
     for (const value of cells) {
       const cell = document.createElement("td");
       cell.textContent = String(value);

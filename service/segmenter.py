@@ -8,20 +8,41 @@ metrics is the number the API delivers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from service.contract import INPUT_NAME, OUTPUT_NAME, ModelCard, check_model_file, open_session
+from service.contract import (
+    CLASSES_OUTPUT_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelCard,
+    check_model_file,
+    check_outputs,
+    open_session,
+)
 from service.framing import InputPolicy, pad_to_stride, scale_down
-from service.regions import Segmentation, find_regions
+from service.regions import WITHOUT_CLASSES, Segmentation, find_regions
 
 # Views of up to this many pixels each run as one batch (see `Segmenter.infer`).
 BATCH_PIXELS = 512 * 512
 
-Runner = Callable[[np.ndarray], np.ndarray]
-"""Maps a uint8 batch [N, 1, H, W] to float32 defect probabilities of the same shape."""
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+"""Maps a uint8 batch [N, 1, H, W] to the network's float32 outputs: the defect
+probabilities [N, 1, H, W], then, for a model with classes, those of each class
+[N, C, H, W]."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The network's answer for one photo: the defect probability at the photo's size and,
+    for a model with classes, each class's probability [C, h, w] at the size the network
+    saw (the photo's own unless it was scaled down to fit `max_side`)."""
+
+    probability: np.ndarray
+    class_probabilities: np.ndarray | None = None
 
 
 class Segmenter:
@@ -33,6 +54,8 @@ class Segmenter:
         policy: InputPolicy,
         threshold: float,
         min_area: int,
+        decision_threshold: float | None = None,
+        classes: Sequence[str] = (),
         card: ModelCard | None = None,
         sha256: str | None = None,
         providers: Sequence[str] = (),
@@ -41,6 +64,9 @@ class Segmenter:
         self.policy = policy
         self.threshold = threshold
         self.min_area = min_area
+        # A model file from before the decision threshold decides on the pixel threshold.
+        self.decision_threshold = threshold if decision_threshold is None else decision_threshold
+        self.classes = tuple(classes) or WITHOUT_CLASSES
         # What the model file says about itself, and the file's hash: None for a network
         # that does not come from a model file (the pipeline's torch runner).
         self.card = card
@@ -61,28 +87,38 @@ class Segmenter:
         sha256 = check_model_file(path, expected_sha256)
         session = open_session(path, providers, intra_op_threads)
         card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, path)
+        check_outputs(session, card, path)
 
-        def run(batch: np.ndarray) -> np.ndarray:
-            return session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        outputs = [OUTPUT_NAME] + ([CLASSES_OUTPUT_NAME] if card.classes else [])
+
+        def run(batch: np.ndarray) -> list[np.ndarray]:
+            return session.run(outputs, {INPUT_NAME: batch})
 
         return cls(
             run,
             card.policy,
             card.threshold,
             card.min_area,
+            decision_threshold=card.decision_threshold,
+            classes=card.classes,
             card=card,
             sha256=sha256,
             providers=session.get_providers(),
         )
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Defect probability (float32, [0, 1]) for each pixel of a 2-D uint8 image."""
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Defect probability (float32, [0, 1]) for each pixel of a 2-D uint8 image, and
+        each class's where the model has classes."""
         if image.ndim != 2 or image.dtype != np.uint8 or image.size == 0:
             raise ValueError("predict takes a non-empty 2-D uint8 grayscale image")
         views, size = prepare(image, self.policy)
-        return restore(self.infer(views), size, image.shape)
+        outputs = self.infer(views)
+        probability = restore(outputs[0], size, image.shape)
+        if len(outputs) == 1:
+            return Prediction(probability)
+        return Prediction(probability, restore(outputs[1], size, None))
 
-    def infer(self, views: np.ndarray) -> np.ndarray:
+    def infer(self, views: np.ndarray) -> list[np.ndarray]:
         """The network's output for `prepare`'s views: as one batch for a typical photo, one
         view at a time for a large one.
 
@@ -91,15 +127,23 @@ class Segmenter:
         """
         if views[0].size <= BATCH_PIXELS:
             return self.runner(views)
-        return np.concatenate([self.runner(view[np.newaxis]) for view in views])
+        each = [self.runner(view[np.newaxis]) for view in views]
+        return [np.concatenate(outputs) for outputs in zip(*each, strict=True)]
 
     def segment(self, image: np.ndarray) -> Segmentation:
         """Predict, threshold, and drop regions smaller than `min_area` pixels."""
         return self.postprocess(self.predict(image))
 
-    def postprocess(self, probability: np.ndarray) -> Segmentation:
-        """Mask and regions from a probability map at the photo's size."""
-        return find_regions(probability, self.threshold, self.min_area)
+    def postprocess(self, prediction: Prediction) -> Segmentation:
+        """The decision, mask, class map and regions (service/regions.py has the rule)."""
+        return find_regions(
+            prediction.probability,
+            self.threshold,
+            self.decision_threshold,
+            self.min_area,
+            prediction.class_probabilities,
+            self.classes,
+        )
 
 
 def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[int, int]]:
@@ -119,13 +163,17 @@ def prepare(image: np.ndarray, policy: InputPolicy) -> tuple[np.ndarray, tuple[i
     return batch[:, np.newaxis], scaled.shape
 
 
-def restore(output: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
-    """One probability map at the photo's own shape from the network's output for `prepare`'s
-    views: flipped predictions turned back and averaged, padding cropped, scaled back up."""
+def restore(output: np.ndarray, size: tuple[int, int], shape: tuple[int, ...] | None) -> np.ndarray:
+    """One network output for `prepare`'s views, flipped predictions turned back and
+    averaged and padding cropped: its maps [C, h, w] when `shape` is None, else its first
+    map scaled back up to the photo's `shape`."""
     height, width = size
-    probability = output[0, 0, :height, :width]
+    probability = output[0, :, :height, :width]
     if len(output) == 2:
-        probability = (probability + output[1, 0, :height, :width][::-1]) / 2
+        probability = (probability + output[1, :, :height, :width][:, ::-1]) / 2
+    if shape is None:
+        return np.ascontiguousarray(probability, dtype=np.float32)
+    probability = probability[0]
     if probability.shape != shape:
         probability = cv2.resize(
             np.ascontiguousarray(probability, dtype=np.float32),

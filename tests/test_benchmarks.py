@@ -3,7 +3,8 @@
 One quick run (real servers, real photos) is shared by the tests below. It uses
 models/segmenter.onnx and models/checkpoint.pt when the pipeline has produced them, else
 a throwaway model that the benchmark builds in tmp. No timing threshold is asserted:
-timings depend on the machine; only their consistency is.
+timings depend on the machine; only their consistency is. The quick run skips the
+original service; its Learner, app and exported network are checked here in-process.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any
 
 import pytest
 
+from harness.dataset import tile_dataset
 from harness.server import REPO_ROOT, service_environment
 
 pytestmark = pytest.mark.slow  # starts servers, takes about a minute
 
 LEVELS = ("1", "4", "16")
+MEASURED_SETUPS = ("service", "fastapi", "pytorch")
+SKIPPED_SETUPS = ("bentoml", "original", "service-resnet34")
 TILES = ("small", "typical", "large")
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
 
@@ -57,6 +61,8 @@ def test_writes_json_markdown_and_picture(bench: tuple[dict[str, Any], Path]) ->
         "http",
         "cold_start",
         "memory",
+        "int8",
+        "sweep",
         "footprint",
         "goals",
     }
@@ -74,12 +80,19 @@ def test_model_and_tiles_are_real_and_shared(bench: tuple[dict[str, Any], Path])
     assert meta["model"]["max_abs_diff_onnx_vs_torch"] < 1e-3
     pixels = [meta["tiles"][name]["pixels"] for name in TILES]
     assert pixels == sorted(pixels) and pixels[0] < pixels[2]
-    assert all(Path(meta["tiles"][name]["path"]).is_file() for name in TILES)
+    assert all((tile_dataset() / meta["tiles"][name]["path"]).is_file() for name in TILES)
+    assert "CPUExecutionProvider" in meta["providers"]["available"]
+
+
+def test_results_name_no_machine_paths(bench: tuple[dict[str, Any], Path]) -> None:
+    text = (bench[1] / "latest.json").read_text()
+    assert str(REPO_ROOT) not in text and str(bench[1]) not in text
+    assert str(tile_dataset()) not in text
 
 
 def test_inprocess_stages(bench: tuple[dict[str, Any], Path]) -> None:
     inprocess = bench[0]["inprocess"]
-    for runner in ("onnxruntime", "pytorch"):
+    for runner in ("onnxruntime", "onnxruntime-int8", "pytorch"):
         for tile in TILES:
             timed = inprocess[runner][tile]
             assert timed["repetitions"] >= 1
@@ -87,12 +100,12 @@ def test_inprocess_stages(bench: tuple[dict[str, Any], Path]) -> None:
                 assert_percentiles(timed["stages"][stage], ("p50_ms", "p95_ms", "max_ms"))
             assert_percentiles(timed["total"], ("p50_ms", "p95_ms", "max_ms"))
             assert timed["total"]["mean_ms"] >= timed["stages"]["inference"]["mean_ms"]
-    assert "skipped" in inprocess["fastai"]  # --quick skips the fastai baseline
+    assert "skipped" in inprocess["original"]  # --quick skips the original service
 
 
 def test_http_levels_have_no_errors(bench: tuple[dict[str, Any], Path]) -> None:
     http = bench[0]["http"]
-    for setup in ("service", "pytorch"):
+    for setup in MEASURED_SETUPS:
         for level in LEVELS:
             result = http[setup]["levels"][level]
             assert result["concurrency"] == int(level)
@@ -106,12 +119,12 @@ def test_http_levels_have_no_errors(bench: tuple[dict[str, Any], Path]) -> None:
                 assert server["inference"]["p50_ms"] <= server["total"]["p50_ms"]
                 assert server["total"]["p50_ms"] <= result["latency"]["p50_ms"] + 1.0
             assert result["client_delay"]["p50_ms"] >= 0
-    assert "skipped" in http["fastai"]
+    assert all("skipped" in http[setup] for setup in SKIPPED_SETUPS)
 
 
 def test_cold_start_memory_and_footprint(bench: tuple[dict[str, Any], Path]) -> None:
     results = bench[0]
-    for setup in ("service", "pytorch"):
+    for setup in MEASURED_SETUPS:
         cold = results["cold_start"][setup]
         assert len(cold["runs_s"]) >= 1
         assert 0 < cold["median_s"] <= cold["max_s"] < 120
@@ -119,13 +132,53 @@ def test_cold_start_memory_and_footprint(bench: tuple[dict[str, Any], Path]) -> 
         assert 10 < memory["idle_rss_mb"] <= memory["peak_rss_mb"] < 20_000
         assert 0 < memory["sampled_peak_under_load_mb"] <= memory["peak_rss_mb"] + 1
     footprint = results["footprint"]
-    assert 10 < footprint["serving"]["mb"] < footprint["training"]["mb"]
+    assert 10 < footprint["serving"]["mb"] < footprint["original"]["mb"]
+    assert footprint["original"]["mb"] <= footprint["training"]["mb"]
+
+
+def test_int8_copy_and_settings_sweep(bench: tuple[dict[str, Any], Path]) -> None:
+    int8, sweep = bench[0]["int8"], bench[0]["sweep"]
+    assert int8["version"].endswith("-int8") and 0 < int8["mb"] < int8["float_mb"]
+    assert int8["typical_tile"]["mask_agreement"] > 0.95
+    assert set(int8["inference_speedup"]) == set(TILES)
+    assert all(speedup > 0 for speedup in int8["inference_speedup"].values())
+    assert "avx512_vnni" in int8["cpu"]
+    assert sweep["configs"], "the quick sweep runs one configuration"
+    for config in sweep["configs"]:
+        for level in config["levels"].values():
+            assert level["errors"] == 0 and level["ok"] >= 1, level
 
 
 def test_goals_are_reported(bench: tuple[dict[str, Any], Path]) -> None:
     goals = {goal["goal"]: goal for goal in bench[0]["goals"]}
-    assert len(goals) == 7
+    assert len(goals) == 12
     assert all(goal["passed"] in (True, False, None) for goal in goals.values())
-    assert goals["Faster than the blog's fastai learn.predict"]["passed"] is None
-    measured = [name for name, goal in goals.items() if goal["passed"] is not None]
-    assert len(measured) == 6
+    unmeasured = {
+        "Faster than the original service",
+        "Starts faster than the original service",
+        "Less memory than the original service",
+    }
+    assert {name for name, goal in goals.items() if goal["passed"] is None} == unmeasured
+    assert "BentoML not measured" in goals["No slower than BentoML or plain FastAPI"]["measured"]
+
+
+def test_original_service_and_its_network_exported(tmp_path: Path) -> None:
+    """The original's Learner answers as its app did, and the project's export gives the
+    same network's probabilities from its weights."""
+    from fastapi.testclient import TestClient
+
+    from benchmarks import blog_learner
+    from benchmarks.blog_server import create_app
+    from benchmarks.tiles import pick_tiles
+
+    photo = pick_tiles()["typical"].data
+    pkl = blog_learner.export_learner(tmp_path)
+    with TestClient(create_app(pkl)) as client:
+        answer = client.post("/segment", files={"image": ("tile.jpg", photo, "image/jpeg")})
+    assert answer.status_code == 200
+    mask = answer.json()["pred"]
+    assert len(mask) == len(mask[0]) == blog_learner.ORIGINAL_SIZE
+    assert {value for row in mask for value in row} <= {0, 1}
+    learn = blog_learner.load(pkl)
+    onnx = blog_learner.write_served_onnx(learn, tmp_path / "resnet34.onnx", min_area=32)
+    assert blog_learner.crop_parity(learn, onnx, photo) < 1e-3

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import onnx
 import pytest
 
 from harness.server import REPO_ROOT
+from harness.stand_in_model import build_stand_in_model
 from service.contract import ModelCard, ModelError, check_model_file, open_session
 from service.framing import InputPolicy
+from service.segmenter import Segmenter
 
 COMMITTED_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
 
@@ -35,6 +38,16 @@ def test_a_card_without_provenance_round_trips() -> None:
     assert ModelCard.from_metadata(card.to_metadata(), "m.onnx") == card
 
 
+def test_a_card_with_classes_and_a_decision_threshold_round_trips() -> None:
+    card = ModelCard(
+        InputPolicy(32, 1024), 0.6, 32, decision_threshold=0.4321, classes=("background", "crack")
+    )
+    metadata = card.to_metadata()
+    assert metadata["decision_threshold"] == "0.4321"
+    assert metadata["classes"] == '["background", "crack"]'
+    assert ModelCard.from_metadata(metadata, "m.onnx") == card
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -42,12 +55,17 @@ def test_a_card_without_provenance_round_trips() -> None:
         ("min_area", "many", "has an invalid 'min_area'"),
         ("input_policy", '{"stride": 16}', "has an invalid 'input_policy'"),
         ("input_policy", "[]", "has an invalid 'input_policy'"),
+        ("decision_threshold", "high", "has an invalid 'decision_threshold'"),
+        ("classes", '["background"]', "has an invalid 'classes'"),
+        ("classes", '["background", "crack", "crack"]', "has an invalid 'classes'"),
+        ("classes", "crack", "has an invalid 'classes'"),
     ],
 )
 def test_a_missing_or_invalid_key_is_refused_in_one_sentence(
     key: str, value: str | None, message: str
 ) -> None:
-    metadata = ModelCard(InputPolicy(16, 1024), 0.5, 16).to_metadata()
+    card = ModelCard(InputPolicy(16, 1024), 0.5, 16, 0.5, ("background", "crack"))
+    metadata = card.to_metadata()
     if value is None:
         del metadata[key]
     else:
@@ -72,3 +90,18 @@ def test_model_file_check_gives_the_hash_and_refuses_another(tmp_path: Path) -> 
         check_model_file(model, "0" * 64)
     with pytest.raises(ModelError, match="is a directory"):
         check_model_file(tmp_path, None)
+
+
+def test_a_model_whose_card_names_classes_it_does_not_output_is_refused(tmp_path: Path) -> None:
+    path = build_stand_in_model(tmp_path / "m.onnx", with_classes=False)
+    model = onnx.load(path)
+    onnx.helper.set_model_props(
+        model,
+        {
+            **{p.key: p.value for p in model.metadata_props},
+            "classes": '["background", "crack"]',
+        },
+    )
+    onnx.save(model, path)
+    with pytest.raises(ModelError, match="names classes in its metadata but has no output"):
+        Segmenter.from_onnx(path)

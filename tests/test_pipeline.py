@@ -76,7 +76,8 @@ def test_every_stage_writes_its_outputs(project: Path) -> None:
     assert (project / "models/checkpoint.pt").is_file()
     calibration = json.loads((project / "reports/calibrate.json").read_text())
     assert 0.0 < calibration["threshold"] < 1.0
-    assert calibration["min_area"] == 64 and calibration["test_time_flip"] is True
+    assert 0.0 <= calibration["decision_threshold"] <= 1.0
+    assert calibration["min_area"] == 32 and calibration["test_time_flip"] is True
     assert len(list((project / "reports/evaluate/overlays").glob("*.jpg"))) == 4
     assert (project / "dvclive/metrics.json").is_file()
 
@@ -87,6 +88,16 @@ def test_evaluate_reports_every_metric(project: Path) -> None:
         assert 0.0 <= metrics[key] <= 1.0
     assert set(metrics["per_class_dice"]) == {"Blowhole", "Break", "Crack", "Fray", "Uneven"}
     assert set(metrics["detection"]) == {"precision", "recall", "f1", "auroc", "free_flagged_rate"}
+    classes = metrics["classes"]
+    names = ["background", "blowhole", "break", "crack", "fray", "uneven"]
+    assert list(classes["iou"]) == list(classes["dice"]) == names
+    assert 0.0 <= classes["miou"] <= 1.0
+    assert 0.0 <= classes["tile_accuracy_defect"] <= 1.0
+    plots = project / "reports/evaluate/plots"
+    tiles = json.loads((plots / "tile_classes.json").read_text())
+    assert len(tiles) == metrics["images"]["defect"] + metrics["images"]["free"]
+    assert {t["actual"] for t in tiles} <= {"Blowhole", "Break", "Crack", "Fray", "Free", "Uneven"}
+    assert [row["class"] for row in json.loads((plots / "per_class_iou.json").read_text())] == names
 
 
 def test_export_validates_the_onnx_file_and_embeds_metadata(project: Path) -> None:
@@ -102,15 +113,17 @@ def test_export_validates_the_onnx_file_and_embeds_metadata(project: Path) -> No
     assert segmenter.policy.stride == 2 * 2**3  # model.downsample times 2 ** model.depth
     calibration = json.loads((project / "reports/calibrate.json").read_text())
     assert segmenter.threshold == calibration["threshold"]
+    assert segmenter.decision_threshold == calibration["decision_threshold"]
+    assert segmenter.classes == ("background", "blowhole", "break", "crack", "fray", "uneven")
     assert segmenter.policy.test_time_flip is calibration["test_time_flip"]
 
 
 def test_onnx_file_is_git_tracked_and_locked(project: Path) -> None:
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     outs = {out["path"]: out for out in lock["stages"]["export"]["outs"]}
-    assert "md5" in outs["models/segmenter.onnx"]
+    assert "md5" in outs["models/segmenter.onnx"] and "md5" in outs["models/segmenter-float.onnx"]
     tracked = _run(project, "git", "ls-files", "models").stdout.split()
-    assert "models/segmenter.onnx" in tracked
+    assert {"models/segmenter.onnx", "models/segmenter-float.onnx"} <= set(tracked)
     assert "models/checkpoint.pt" not in tracked
 
 

@@ -10,9 +10,9 @@ from service.framing import InputPolicy
 from service.segmenter import Segmenter
 
 
-def identity(batch: np.ndarray) -> np.ndarray:
+def identity(batch: np.ndarray) -> list[np.ndarray]:
     """A stand-in network whose 'probability' is the input pixel itself, scaled to [0, 1]."""
-    return batch.astype(np.float32) / 255
+    return [batch.astype(np.float32) / 255]
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -22,13 +22,13 @@ def test_every_pixel_comes_back_where_it_was(shape: tuple[int, int], flip: bool)
     segmenter = Segmenter(
         identity, InputPolicy(stride=16, max_side=1024, test_time_flip=flip), 0.5, 1
     )
-    np.testing.assert_allclose(segmenter.predict(image), image / 255, atol=1e-6)
+    np.testing.assert_allclose(segmenter.predict(image).probability, image / 255, atol=1e-6)
 
 
 def record_batches(image: np.ndarray) -> list[np.ndarray]:
     batches = []
 
-    def record(batch: np.ndarray) -> np.ndarray:
+    def record(batch: np.ndarray) -> list[np.ndarray]:
         batches.append(batch)
         return identity(batch)
 
@@ -57,7 +57,7 @@ def test_photos_over_max_side_are_scaled_down_and_back() -> None:
     image = np.full((90, 300), 200, np.uint8)
     image[30:60, 100:200] = 10
     segmenter = Segmenter(identity, InputPolicy(16, 100, test_time_flip=True), 0.5, 1)
-    probability = segmenter.predict(image)
+    probability = segmenter.predict(image).probability
     assert probability.shape == image.shape
     assert probability[45, 150] < 0.1 and probability[5, 5] > 0.7
 
@@ -70,6 +70,59 @@ def test_an_exported_model_with_the_flip_finds_the_dark_spot(tmp_path) -> None:
     answer = segmenter.segment(image)
     assert segmenter.policy.test_time_flip
     assert [(r.y, r.x, r.height, r.width) for r in answer.regions] == [(5, 40, 10, 12)]
+
+
+def with_classes(batch: np.ndarray) -> list[np.ndarray]:
+    """Defect probability = the pixel; class 1 on the left half of each view, 2 on the right."""
+    probability = batch.astype(np.float32) / 255
+    classes = np.zeros((len(batch), 3, *batch.shape[2:]), np.float32)
+    half = batch.shape[3] // 2
+    classes[:, 0] = 1 - probability[:, 0]
+    classes[:, 1, :, :half] = probability[:, 0, :, :half]
+    classes[:, 2, :, half:] = probability[:, 0, :, half:]
+    return [probability, classes]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_class_maps_come_back_at_the_size_the_network_saw(flip: bool) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (37, 50), dtype=np.uint8)
+    segmenter = Segmenter(
+        with_classes, InputPolicy(16, 1024, flip), 0.5, 1, classes=("background", "a", "b")
+    )
+    prediction = segmenter.predict(image)
+    assert prediction.class_probabilities is not None
+    assert prediction.class_probabilities.shape == (3, 37, 50)
+    # Padding is cropped and the flipped twin turned back: the classes sum to one and the
+    # background is one minus the defect probability, pixel for pixel.
+    np.testing.assert_allclose(prediction.class_probabilities.sum(axis=0), 1, atol=1e-6)
+    np.testing.assert_allclose(
+        prediction.class_probabilities[0], 1 - prediction.probability, atol=1e-6
+    )
+
+
+def test_an_exported_model_with_classes_names_each_region(tmp_path) -> None:
+    segmenter = Segmenter.from_onnx(build_stand_in_model(tmp_path / "model.onnx"))
+    image = np.full((60, 90), 200, np.uint8)
+    image[5:15, 10:25] = 10  # black: the stand-in's "hole"
+    image[30:50, 40:80] = 100  # grey: its "stain"
+    answer = segmenter.segment(image)
+    assert segmenter.classes == ("background", "hole", "stain")
+    assert [r.class_name for r in answer.regions] == ["hole", "stain"]
+    assert set(np.unique(answer.labels[6:14, 11:24])) == {1}
+    assert set(np.unique(answer.labels[32:48, 42:78])) == {2}
+
+
+def test_a_model_exported_before_classes_still_serves(tmp_path) -> None:
+    path = build_stand_in_model(tmp_path / "model.onnx", with_classes=False)
+    segmenter = Segmenter.from_onnx(path)
+    image = np.full((45, 70), 200, np.uint8)
+    image[5:15, 40:52] = 20
+    answer = segmenter.segment(image)
+    # It decides on the pixel threshold, and knows one kind of defect.
+    assert segmenter.classes == ("background", "defect")
+    assert segmenter.decision_threshold == segmenter.threshold
+    assert answer.defective and [r.class_name for r in answer.regions] == ["defect"]
+    assert set(np.unique(answer.labels)) == {0, 1}
 
 
 def test_models_exported_before_the_flip_run_without_it() -> None:

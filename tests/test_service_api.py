@@ -178,7 +178,9 @@ def test_json_answer_describes_the_mask(client: httpx.Client, tile_jpeg: bytes) 
         "defective",
         "defect_fraction",
         "score",
+        "decision_threshold",
         "threshold",
+        "regions_threshold",
         "width",
         "height",
         "regions",
@@ -187,17 +189,57 @@ def test_json_answer_describes_the_mask(client: httpx.Client, tile_jpeg: bytes) 
     }
     assert (answer["height"], answer["width"]) == mask.shape
     assert answer["defect_fraction"] == pytest.approx(np.count_nonzero(mask) / mask.size, abs=1e-6)
+    # One rule: defective exactly when the score reaches the decision threshold, and then
+    # with at least one region; a tile that passes has none.
+    assert answer["defective"] == (answer["score"] >= answer["decision_threshold"])
     assert answer["defective"] == bool(answer["regions"])
     assert sum(region["area"] for region in answer["regions"]) == np.count_nonzero(mask)
+    classes = client.get("/info").json()["model"]["classes"]
     for region in answer["regions"]:
-        assert set(region) == {"x", "y", "width", "height", "area", "mean_probability"}
+        assert set(region) == {
+            "x",
+            "y",
+            "width",
+            "height",
+            "area",
+            "mean_probability",
+            "class",
+            "class_probabilities",
+        }
         assert region["x"] + region["width"] <= answer["width"]
         assert region["y"] + region["height"] <= answer["height"]
-        assert answer["threshold"] <= region["mean_probability"] <= 1
+        assert answer["regions_threshold"] <= region["mean_probability"] <= 1
+        assert region["class"] in classes[1:]
+        assert list(region["class_probabilities"]) == classes
+        assert sum(region["class_probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert 0 <= answer["score"] <= 1
     assert set(answer["timings_ms"]) == {"decode", "inference", "postprocess", "total"}
     assert answer["timings_ms"]["total"] >= answer["timings_ms"]["inference"] > 0
     assert answer["model_version"] == client.get("/info").json()["model"]["version"]
+
+
+def test_labels_answer_gives_each_pixel_its_regions_class(
+    client: httpx.Client, tile: np.ndarray
+) -> None:
+    photo = tile.copy()
+    photo[10:30, 10:40] = 5  # a black blot, found by the stand-in model and real ones
+    data = encode(".png", photo)
+    response = post_raw(client, data, params={"format": "labels"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    labels = decode(response.content, cv2.IMREAD_UNCHANGED)
+    assert labels.shape == photo.shape and labels.dtype == np.uint8
+    answer = post_raw(client, data, params={"format": "json"}).json()
+    classes = client.get("/info").json()["model"]["classes"]
+    assert classes[0] == "background"
+    # Labels are 0 off the mask, and each region's pixels carry its class's index.
+    mask = assert_mask(post_raw(client, data), photo.shape)
+    np.testing.assert_array_equal(labels > 0, mask > 0)
+    for region in answer["regions"]:
+        box = labels[
+            region["y"] : region["y"] + region["height"],
+            region["x"] : region["x"] + region["width"],
+        ]
+        assert classes.index(region["class"]) in np.unique(box)
 
 
 def test_overlay_is_a_colour_picture_of_the_input(client: httpx.Client, tile: np.ndarray) -> None:

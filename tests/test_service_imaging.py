@@ -292,7 +292,18 @@ def test_samples_wider_than_sixteen_bits_are_refused() -> None:
 def segmentation_of(mask: np.ndarray, regions: list[Region], score: float) -> Segmentation:
     """A segmentation whose `min_area`-th highest probability, its score, is `score`."""
     probability = np.where(mask > 0, np.float32(score), np.float32(0))
-    return Segmentation(probability, mask, threshold=0.7, min_area=1, regions=regions)
+    return Segmentation(
+        probability,
+        mask,
+        labels=(mask > 0).astype(np.uint8),
+        score=score,
+        defective=score >= 0.7,
+        threshold=0.7,
+        decision_threshold=0.7,
+        regions_threshold=0.7,
+        min_area=1,
+        regions=regions,
+    )
 
 
 def test_overlay_is_a_colour_picture_of_the_photo() -> None:

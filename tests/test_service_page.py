@@ -87,7 +87,7 @@ def test_page_segments_a_photo_and_shows_errors(
     )
     verdict = page.inner_text("#verdict")
     assert verdict.startswith("Defective: score ")
-    assert f"threshold {answer['threshold']:.2f}" in verdict
+    assert f"threshold {answer['decision_threshold']:.2f}" in verdict
     rows = page.locator("#regions tbody tr")
     assert rows.count() == len(answer["regions"])
     first = answer["regions"][0]

@@ -62,6 +62,8 @@ def test_settings_from_environment() -> None:
             "MAX_IMAGE_PIXELS": "4000000",
             "ORT_PROVIDERS": " CPUExecutionProvider ",
             "INFERENCE_THREADS": "2",
+            "INFERENCE_SESSIONS": "2",
+            "MAX_DECODES": "1",
             "MAX_QUEUE": "4",
             "CORS_ORIGINS": "https://a.example, http://localhost:3000",
             "LOG_LEVEL": "WARNING",
@@ -76,6 +78,8 @@ def test_settings_from_environment() -> None:
         max_image_pixels=4_000_000,
         ort_providers=("CPUExecutionProvider",),
         inference_threads=2,
+        inference_sessions=2,
+        max_decodes=1,
         max_queue=4,
         cors_origins=("https://a.example", "http://localhost:3000"),
         log_level="warning",
@@ -91,6 +95,9 @@ def test_settings_from_environment() -> None:
         ("MAX_BODY_BYTES", "10MB"),
         ("MAX_IMAGE_PIXELS", "0"),
         ("INFERENCE_THREADS", "-1"),
+        ("INFERENCE_SESSIONS", "0"),
+        ("INFERENCE_SESSIONS", "17"),
+        ("MAX_DECODES", "-1"),
         ("MAX_QUEUE", "0"),
         ("ORT_PROVIDERS", "TurboExecutionProvider"),
         ("CORS_ORIGINS", "example.com"),
@@ -183,7 +190,7 @@ def test_serving_imports_neither_torch_nor_the_pipeline(model_path: Path) -> Non
             png = cv2.imencode(".png", np.zeros((30, 40), np.uint8))[1].tobytes()
             answer = client.post("/segment?format=json", files={"image": ("t.png", png)})
             assert answer.status_code == 200 and answer.json()["width"] == 40, answer.text
-        loaded = {"torch", "fastai", "training", "export"} & {
+        loaded = {"torch", "fastai", "training", "export", "batch", "ray"} & {
             name.split(".")[0] for name in sys.modules
         }
         assert not loaded, f"serving imported {sorted(loaded)}"

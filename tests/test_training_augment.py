@@ -38,6 +38,7 @@ def test_defect_crops_hold_the_defect_at_any_tile_size(shape: tuple[int, int]) -
         seed=0,
     )
     for index in range(len(crops)):
-        crop, mask = crops[index]
-        assert crop.shape == mask.shape == (1, 128, 128)
-        assert mask.sum() > 0
+        crop, targets = crops[index]
+        assert crop.shape == (1, 128, 128) and targets.shape == (128, 128)
+        # The defect's pixels carry its folder's class (blowhole, 1), the rest background.
+        assert set(targets.unique().tolist()) == {0, 1}

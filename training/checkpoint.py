@@ -21,10 +21,12 @@ CHECKPOINT = Path("models/checkpoint.pt")
 
 @dataclass
 class Trained:
-    """A trained network and the `model` params it was built from."""
+    """A trained network, the `model` params it was built from and the names of its
+    output classes (background first)."""
 
     net: nn.Module
     model_params: dict[str, Any]
+    classes: tuple[str, ...]
 
 
 def input_policy(model_params: dict[str, Any], test_time_flip: bool) -> InputPolicy:
@@ -38,6 +40,7 @@ def save_checkpoint(trained: Trained, mean: float, std: float, path: Path = CHEC
         "model_params": trained.model_params,
         "mean": mean,
         "std": std,
+        "classes": list(trained.classes),
         "state_dict": trained.net.state_dict(),
     }
     temporary = path.with_suffix(".partial")
@@ -50,7 +53,9 @@ def load_checkpoint(path: Path = CHECKPOINT) -> Trained:
     if not path.is_file():
         raise SystemExit(f"error: no checkpoint at {path}; run `dvc repro train` first.")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model_params = saved["model_params"]
-    net = build_net({**model_params, "pretrained": False}, saved["mean"], saved["std"])
+    model_params, classes = saved["model_params"], tuple(saved["classes"])
+    net = build_net(
+        {**model_params, "pretrained": False}, saved["mean"], saved["std"], len(classes)
+    )
     net.load_state_dict(saved["state_dict"])
-    return Trained(net.eval(), model_params)
+    return Trained(net.eval(), model_params, classes)

@@ -18,15 +18,32 @@ RAW_DIR = Path("data/raw")
 MANIFEST = Path("data/manifest.csv")
 SPLIT = Path("data/split.json")
 
+# What the network tells apart, in the order of its outputs: the background, then the
+# dataset's defect folders (MT_Blowhole, ...). A tile's mask pixels take its folder's class.
+CLASSES = ("background", "blowhole", "break", "crack", "fray", "uneven")
+
 
 @dataclass(frozen=True)
 class Tile:
-    """One photo with its binary mask (both uint8, mask 0/1)."""
+    """One photo with its binary mask (both uint8, mask 0/1) and its folder's class."""
 
     id: str
     label: str
     image: np.ndarray
     mask: np.ndarray
+
+    @property
+    def class_index(self) -> int:
+        """The index in CLASSES of this tile's defects; 0 for a defect-free tile."""
+        name = self.label.lower()
+        return CLASSES.index(name) if name in CLASSES else 0
+
+    def targets(self, mask: np.ndarray) -> np.ndarray:
+        """A (scaled, padded) copy of this tile's binary mask as class indices.
+
+        The class is painted after the mask is scaled, so interpolation never blends two
+        class indices into a third."""
+        return mask * np.uint8(self.class_index)
 
 
 def load_tiles(subset: str, raw_dir: Path = RAW_DIR, split_path: Path = SPLIT) -> list[Tile]:
@@ -79,7 +96,7 @@ class TrainCrops(Dataset):
         weights = np.array([counts[t.label] ** -class_balance for t in tiles])
         self.weights = weights / weights.sum()
         self.images = [_at_least(as_served(t.image, policy), crop_size) for t in tiles]
-        self.masks = [_at_least(as_served(t.mask, policy), crop_size) for t in tiles]
+        self.targets = [_at_least(t.targets(as_served(t.mask, policy)), crop_size) for t in tiles]
         # Padding is at the bottom and right, so the scaled mask's coordinates hold; its
         # mirrored copies in the padding are not defects to centre a crop on.
         self.defect_pixels = [np.argwhere(scale_down(t.mask, policy)) for t in tiles]
@@ -89,13 +106,13 @@ class TrainCrops(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         which = self.rng.choice(len(self.tiles), p=self.weights)
-        image, mask = self._crop(which)
-        image, mask = augment(image, mask, self.rng)
-        return torch.from_numpy(image[None].copy()), torch.from_numpy(mask[None].astype(np.float32))
+        image, targets = self._crop(which)
+        image, targets = augment(image, targets, self.rng)
+        return torch.from_numpy(image[None].copy()), torch.from_numpy(targets.astype(np.int64))
 
     def _crop(self, which: int) -> tuple[np.ndarray, np.ndarray]:
         size = self.crop_size
-        image, mask = self.images[which], self.masks[which]
+        image, targets = self.images[which], self.targets[which]
         height, width = image.shape
         defects = self.defect_pixels[which]
         if len(defects) and self.rng.random() < self.defect_crop_fraction:
@@ -106,7 +123,7 @@ class TrainCrops(Dataset):
             top = int(self.rng.integers(height - size + 1))
             left = int(self.rng.integers(width - size + 1))
         window = np.s_[top : top + size, left : left + size]
-        return image[window], mask[window]
+        return image[window], targets[window]
 
 
 class WholeTiles(Dataset):
@@ -121,8 +138,9 @@ class WholeTiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         tile = self.tiles[index]
-        image, mask = as_served(tile.image, self.policy), as_served(tile.mask, self.policy)
-        return torch.from_numpy(image[None]), torch.from_numpy(mask[None].astype(np.float32))
+        image = as_served(tile.image, self.policy)
+        targets = tile.targets(as_served(tile.mask, self.policy))
+        return torch.from_numpy(image[None]), torch.from_numpy(targets.astype(np.int64))
 
 
 def augment(

@@ -2,7 +2,8 @@
 
 Run as `python -m training.evaluate`, after `calibrate`. The tiles go through the service's own
 preprocessing and postprocessing (a Segmenter with a torch runner), uncropped.
-Writes metrics, ROC and per-class plot data, and overlay pictures for reports.
+Writes metrics, plot data (ROC, per-class Dice and IoU, the tiles' class confusion) and
+overlay pictures for reports.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from service.segmenter import Segmenter
+from service.regions import Segmentation
+from service.segmenter import Prediction, Segmenter
 from training.checkpoint import load_checkpoint
 from training.dataset import Tile, load_tiles
 from training.params import load_params
@@ -35,10 +37,14 @@ def evaluate(params: dict[str, Any]) -> dict:
     """Write reports/evaluate/ and return the metrics."""
     segmenter = served_segmenter(load_checkpoint())
     tiles = load_tiles("test")
-    probabilities = predict_tiles(segmenter, tiles)
-    scores = score_tiles(segmenter, tiles, probabilities)
-    metrics = {"threshold": segmenter.threshold, **summarise(scores)}
-    write_reports(metrics, scores, tiles, probabilities, segmenter, params["evaluate"]["overlays"])
+    predictions = predict_tiles(segmenter, tiles)
+    scores = score_tiles(segmenter, tiles, predictions)
+    metrics = {
+        "threshold": segmenter.threshold,
+        "decision_threshold": segmenter.decision_threshold,
+        **summarise(scores),
+    }
+    write_reports(metrics, scores, tiles, predictions, segmenter, params["evaluate"]["overlays"])
     print(json.dumps(metrics, indent=2))
     return metrics
 
@@ -47,7 +53,7 @@ def write_reports(
     metrics: dict,
     scores: list[TileScore],
     tiles: list[Tile],
-    probabilities: list[np.ndarray],
+    predictions: list[Prediction],
     segmenter: Segmenter,
     overlays: int,
 ) -> None:
@@ -62,27 +68,46 @@ def write_reports(
     (plots / "roc.json").write_text(json.dumps(roc_points(scores), indent=1) + "\n")
     per_class = [{"class": k, "dice": v} for k, v in metrics["per_class_dice"].items()]
     (plots / "per_class_dice.json").write_text(json.dumps(per_class, indent=1) + "\n")
+    classes = metrics["classes"]
+    per_class_iou = [
+        {"class": name, "iou": classes["iou"][name], "dice": classes["dice"][name]}
+        for name in classes["iou"]
+    ]
+    (plots / "per_class_iou.json").write_text(json.dumps(per_class_iou, indent=1) + "\n")
+    tile_classes = [{"actual": s.label, "predicted": s.predicted_label} for s in scores]
+    (plots / "tile_classes.json").write_text(json.dumps(tile_classes, indent=1) + "\n")
     for index in _overlay_sample(tiles, overlays):
         tile = tiles[index]
-        predicted = segmenter.postprocess(probabilities[index]).mask
+        answer = segmenter.postprocess(predictions[index])
         name = tile.id.replace("/", "__")
-        cv2.imwrite(str(pictures / f"{name}.jpg"), triptych(tile.image, tile.mask, predicted))
+        picture = triptych(tile.image, tile.mask, answer.mask, _caption(tile.label, answer))
+        cv2.imwrite(str(pictures / f"{name}.jpg"), picture)
 
 
-def triptych(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+def triptych(
+    image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, captions: tuple[str, str]
+) -> np.ndarray:
     """The photo, then the truth in green, then the prediction in red, side by side, each
-    under a caption that says which it is."""
+    under a caption that says which it is (and, from `captions`, what each says)."""
     photo = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     panels = [_captioned(photo, "photo", (255, 255, 255))]
     for mask, colour, caption in (
-        (truth, (0, 200, 0), "truth"),
-        (predicted, (0, 0, 255), "prediction"),
+        (truth, (0, 200, 0), f"truth: {captions[0]}"),
+        (predicted, (0, 0, 255), f"prediction: {captions[1]}"),
     ):
         tinted = photo.copy()
         tinted[mask > 0] = (0.4 * tinted[mask > 0] + 0.6 * np.array(colour)).astype(np.uint8)
         panels.append(_captioned(tinted, caption, colour))
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
+
+
+def _caption(label: str, answer: Segmentation) -> tuple[str, str]:
+    """What the truth and the answer say of a tile, in a few words each."""
+    if not answer.defective:
+        return label.lower(), "pass"
+    found = sorted({region.class_name or "defect" for region in answer.regions})
+    return label.lower(), "reject, " + "+".join(found)
 
 
 def _captioned(panel: np.ndarray, caption: str, colour: tuple[int, int, int]) -> np.ndarray:

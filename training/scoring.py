@@ -1,7 +1,8 @@
 """Score a Segmenter on whole tiles at their original resolution.
 
-`evaluate` runs this with the torch model and `export` with the ONNX file, through the
-same service code, so the two numbers can be compared directly.
+`calibrate` and `evaluate` run this with the torch model and `export` with the ONNX file,
+through the same service code, so the numbers can be compared directly: each tile is
+judged by the answer the API would give (its decision, mask and class map).
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.segmenter import Segmenter
-from training.dataset import Tile
+from service.regions import Segmentation
+from service.segmenter import Prediction, Segmenter
+from training.dataset import CLASSES, Tile
+
+FREE = "Free"
 
 
 @dataclass(frozen=True)
 class TileScore:
-    """Pixel counts and the image-level decision for one tile."""
+    """Pixel counts, the class confusion and the image-level decision for one tile."""
 
     id: str
     label: str
@@ -27,42 +31,55 @@ class TileScore:
     pixels: int
     score: float
     flagged: bool
+    # The class of the answer's largest region, by the dataset's folder names; "Free"
+    # when the tile is not flagged.
+    predicted_label: str
+    # Pixels of true class i answered as class j, over CLASSES.
+    confusion: np.ndarray
 
     @property
     def is_defect_class(self) -> bool:
-        return self.label != "Free"
+        return self.label != FREE
 
 
-def predict_tiles(segmenter: Segmenter, tiles: Iterable[Tile]) -> list[np.ndarray]:
-    """Probability maps at each tile's own size."""
+def predict_tiles(segmenter: Segmenter, tiles: Iterable[Tile]) -> list[Prediction]:
+    """The network's predictions for each tile, at its own size."""
     return [segmenter.predict(tile.image) for tile in tiles]
 
 
 def score_tiles(
-    segmenter: Segmenter, tiles: list[Tile], probabilities: list[np.ndarray]
+    segmenter: Segmenter, tiles: list[Tile], predictions: list[Prediction]
 ) -> list[TileScore]:
-    """Compare each tile's mask, as the service would answer it, with the truth."""
-    scores = []
-    for tile, probability in zip(tiles, probabilities, strict=True):
-        answer = segmenter.postprocess(probability)
-        predicted, truth = answer.mask > 0, tile.mask > 0
-        scores.append(
-            TileScore(
-                id=tile.id,
-                label=tile.label,
-                intersection=int(np.count_nonzero(predicted & truth)),
-                predicted=int(np.count_nonzero(predicted)),
-                truth=int(np.count_nonzero(truth)),
-                pixels=predicted.size,
-                score=answer.score,
-                flagged=answer.defective,
-            )
-        )
-    return scores
+    """Compare each tile's answer, as the service would give it, with the truth."""
+    return [
+        score_tile(tile, segmenter.postprocess(prediction))
+        for tile, prediction in zip(tiles, predictions, strict=True)
+    ]
+
+
+def score_tile(tile: Tile, answer: Segmentation) -> TileScore:
+    predicted, truth = answer.mask > 0, tile.mask > 0
+    classes = len(CLASSES)
+    truth_labels = tile.targets(tile.mask).ravel().astype(np.int64)
+    confusion = np.bincount(
+        truth_labels * classes + answer.labels.ravel(), minlength=classes * classes
+    ).reshape(classes, classes)
+    return TileScore(
+        id=tile.id,
+        label=tile.label,
+        intersection=int(np.count_nonzero(predicted & truth)),
+        predicted=int(np.count_nonzero(predicted)),
+        truth=int(np.count_nonzero(truth)),
+        pixels=predicted.size,
+        score=answer.score,
+        flagged=answer.defective,
+        predicted_label=_tile_label(answer),
+        confusion=confusion,
+    )
 
 
 def summarise(scores: list[TileScore]) -> dict:
-    """Pooled pixel metrics, per-class Dice and image-level detection metrics."""
+    """Pooled pixel metrics, per-class figures and image-level detection metrics."""
     defect = [s for s in scores if s.is_defect_class]
     free = [s for s in scores if not s.is_defect_class]
     truth = np.array([s.is_defect_class for s in scores])
@@ -80,6 +97,7 @@ def summarise(scores: list[TileScore]) -> dict:
             label: pooled_dice([s for s in scores if s.label == label])
             for label in sorted({s.label for s in defect})
         },
+        "classes": class_metrics(scores),
         "detection": {
             "precision": round(precision, 4),
             "recall": round(recall, 4),
@@ -90,6 +108,27 @@ def summarise(scores: list[TileScore]) -> dict:
             else 0.0,
         },
         "images": {"defect": len(defect), "free": len(free)},
+    }
+
+
+def class_metrics(scores: list[TileScore]) -> dict:
+    """The six-class figures: IoU and Dice of each class pooled over all pixels of all
+    tiles, their mean IoU (FDSNet's mIoU, background included), and how often the class
+    of a tile's largest region is its folder's (defect tiles; all tiles, "Free" meaning
+    not flagged)."""
+    confusion = sum(s.confusion for s in scores)
+    hits = np.diag(confusion).astype(np.float64)
+    answered, true = confusion.sum(axis=0), confusion.sum(axis=1)
+    union = answered + true - hits
+    iou = np.divide(hits, union, out=np.ones_like(hits), where=union > 0)
+    dice = np.divide(2 * hits, answered + true, out=np.ones_like(hits), where=union > 0)
+    defect = [s for s in scores if s.is_defect_class]
+    return {
+        "miou": round(float(iou.mean()), 4),
+        "iou": {name: round(float(v), 4) for name, v in zip(CLASSES, iou, strict=True)},
+        "dice": {name: round(float(v), 4) for name, v in zip(CLASSES, dice, strict=True)},
+        "tile_accuracy_defect": _share(defect),
+        "tile_accuracy_all": _share(scores),
     }
 
 
@@ -135,3 +174,17 @@ def roc_points(scores: list[TileScore]) -> list[dict[str, float]]:
             }
         )
     return points
+
+
+def _tile_label(answer: Segmentation) -> str:
+    """The dataset folder name of the class of the answer's largest region."""
+    if not answer.defective or not answer.regions:
+        return FREE
+    largest = max(answer.regions, key=lambda region: region.area)
+    return (largest.class_name or "defect").capitalize()
+
+
+def _share(scores: list[TileScore]) -> float:
+    if not scores:
+        return 1.0
+    return round(float(np.mean([s.predicted_label == s.label for s in scores])), 4)

@@ -2,8 +2,8 @@
 share, so that no stage imports another.
 
 The torch network runs inside the service's own Segmenter, so each stage scores exactly
-what the API will answer; `calibrate` writes how (threshold, flip, min_area) and the
-later stages read it back from here.
+what the API will answer; `calibrate` writes how (the pixel and decision thresholds, the
+flip, min_area) and the later stages read it back from here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from service.framing import InputPolicy
 from service.segmenter import Segmenter
 from training.checkpoint import Trained, input_policy
-from training.model import Probability
+from training.model import Probabilities
 
 CALIBRATION = Path("reports/calibrate.json")
 EVALUATION_DIR = Path("reports/evaluate")
@@ -29,11 +29,18 @@ def served_segmenter(trained: Trained, path: Path = CALIBRATION) -> Segmenter:
     """The trained network in the service's Segmenter, run as `calibrate` chose."""
     chosen = read_calibration(path)
     policy = input_policy(trained.model_params, chosen["test_time_flip"])
-    return torch_segmenter(trained.net, policy, chosen["threshold"], chosen["min_area"])
+    return torch_segmenter(
+        trained,
+        policy,
+        chosen["threshold"],
+        chosen["min_area"],
+        decision_threshold=chosen["decision_threshold"],
+    )
 
 
 def read_calibration(path: Path = CALIBRATION) -> dict[str, Any]:
-    """What `calibrate` chose: threshold, min_area, test_time_flip and validation metrics."""
+    """What `calibrate` chose: the pixel and decision thresholds, min_area,
+    test_time_flip, and the validation metrics."""
     if not path.is_file():
         raise SystemExit(f"error: no calibration at {path}; run `dvc repro calibrate` first.")
     return json.loads(path.read_text())
@@ -47,13 +54,24 @@ def read_evaluation(path: Path = EVALUATION_METRICS) -> dict[str, Any]:
 
 
 def torch_segmenter(
-    net: torch.nn.Module, policy: InputPolicy, threshold: float, min_area: int
+    trained: Trained,
+    policy: InputPolicy,
+    threshold: float,
+    min_area: int,
+    decision_threshold: float | None = None,
 ) -> Segmenter:
     """A Segmenter that runs the torch network in place of the ONNX file."""
-    model = Probability(net).eval()
+    model = Probabilities(trained.net).eval()
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            return model(torch.from_numpy(batch)).numpy()
+            return [output.numpy() for output in model(torch.from_numpy(batch))]
 
-    return Segmenter(run, policy, threshold, min_area)
+    return Segmenter(
+        run,
+        policy,
+        threshold,
+        min_area,
+        decision_threshold=decision_threshold,
+        classes=trained.classes,
+    )
