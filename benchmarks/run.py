@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import footprint, goals, int8, report
+from benchmarks import chart, footprint, goals, int8, report
 from benchmarks.http_load import Upload, run_load
 from benchmarks.inprocess import time_stages
 from benchmarks.model import ModelFiles, parity, portable, resolve_model
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "latest.md").write_text(report.markdown(results))
-    report.chart(results, args.out / "latest.png")
+    chart.chart(results, args.out / "latest.png")
     print(f"\nWrote {args.out}/latest.json, latest.md and latest.png")
     for goal in results["goals"]:
         verdict = {True: "PASS", False: "FAIL", None: "N/A "}[goal["passed"]]

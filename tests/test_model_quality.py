@@ -3,8 +3,8 @@
 The test split is recomputed from params.yaml and the dataset exactly as `data_split`
 makes it, so none of these photos were used for training or for choosing the threshold.
 
-Small defects are the hard part for the half-resolution CPU model: blowholes have the
-lowest test Dice (reports/evaluate/metrics.json), so their bar is the lowest.
+Small defects are the hard part for the half-resolution CPU model (see the README's
+"The committed model"); the bars below are the committed model's figures, with margin.
 """
 
 from __future__ import annotations
@@ -27,9 +27,13 @@ pytestmark = pytest.mark.slow  # a real server
 REAL_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
 
 DEFECT_CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
-# Dice of the mask for the test photo with the largest defect of each class, with margin:
-# the committed model scores 0.36, 0.76, 0.38, 0.93 and 0.96.
-MIN_DICE = {"Blowhole": 0.25, "Break": 0.65, "Crack": 0.25, "Fray": 0.85, "Uneven": 0.9}
+# The five test photos with the largest defects of each class: the median Dice of their
+# masks, with margin (the committed model: 0.66, 0.60, 0.73, 0.88, 0.85), and how many of
+# them must be answered with the folder's class for their largest region (it: 4, 4, 5, 4, 5;
+# it passes the blowhole tile with the largest blowhole).
+LARGEST = 5
+MIN_MEDIAN_DICE = {"Blowhole": 0.55, "Break": 0.5, "Crack": 0.6, "Fray": 0.8, "Uneven": 0.75}
+MIN_NAMED = 3
 # Defect-free test tiles asked about (sorted ids, so always the same), and how many of
 # them may be flagged: the pipeline's goal of at most 5%. The committed model flags 2.
 CLEAN_TILES = 60
@@ -60,19 +64,26 @@ def test_the_server_runs_the_committed_model(model_path: Path) -> None:
     assert model_path == REAL_MODEL, "models/segmenter.onnx is missing; run `dvc repro` or pull it"
 
 
-@pytest.mark.parametrize("defect_class", sorted(MIN_DICE))
-def test_the_largest_defect_of_each_class_is_found(
+@pytest.mark.parametrize("defect_class", sorted(MIN_MEDIAN_DICE))
+def test_the_largest_defects_of_each_class_are_found_and_named(
     client: httpx.Client, test_split: dict[str, list[Path]], defect_class: str
 ) -> None:
-    photo = max(test_split[defect_class], key=lambda path: np.count_nonzero(_truth(path)))
-    response = client.post("/segment", files={"image": photo.read_bytes()})
-    assert response.status_code == 200, response.text
-    found = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE) > 0
-    truth = _truth(photo)
-    overlap = np.count_nonzero(found & truth)
-    assert overlap > 0, f"{photo.name}: no predicted pixel on the {defect_class} defect"
-    dice = 2 * overlap / (np.count_nonzero(found) + np.count_nonzero(truth))
-    assert dice >= MIN_DICE[defect_class], f"{photo.name}: Dice {dice:.3f}"
+    photos = sorted(test_split[defect_class], key=lambda p: -np.count_nonzero(_truth(p)))
+    dice, named = [], 0
+    for photo in photos[:LARGEST]:
+        data = photo.read_bytes()
+        response = client.post("/segment", files={"image": data})
+        assert response.status_code == 200, response.text
+        found = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE) > 0
+        truth = _truth(photo)
+        overlap = np.count_nonzero(found & truth)
+        dice.append(2 * overlap / (np.count_nonzero(found) + np.count_nonzero(truth)))
+        regions = client.post("/segment?format=json", files={"image": data}).json()["regions"]
+        if regions:
+            largest = max(regions, key=lambda region: region["area"])
+            named += largest["class"] == defect_class.lower()
+    assert float(np.median(dice)) >= MIN_MEDIAN_DICE[defect_class], f"Dice {dice}"
+    assert named >= MIN_NAMED, f"{named} of {LARGEST} named {defect_class.lower()}"
 
 
 def test_clean_tiles_stay_clean(client: httpx.Client, test_split: dict[str, list[Path]]) -> None:
