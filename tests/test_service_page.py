@@ -92,8 +92,17 @@ def test_page_segments_a_photo_and_shows_errors(
     assert rows.count() == len(answer["regions"])
     first = answer["regions"][0]
     cells = rows.first.locator("td").all_inner_texts()
-    assert cells[:6] == [
-        str(v) for v in (1, first["x"], first["y"], first["width"], first["height"], first["area"])
+    assert cells[:7] == [
+        str(v)
+        for v in (
+            1,
+            first["class"],
+            first["x"],
+            first["y"],
+            first["width"],
+            first["height"],
+            first["area"],
+        )
     ]
     assert "answered in" in page.inner_text("#timing")
     natural = page.evaluate("() => [picture.naturalWidth, picture.naturalHeight]")
