@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 from harness.dockerfile import final_environment, instructions
@@ -59,14 +59,35 @@ def test_form_frames_each_part_and_the_end() -> None:
     assert not form([(IMAGE_PART, b"JPEG")], closing=False).endswith(b"--\r\n")
 
 
+# Holds 64 MiB for a while between two lines on stdin, then frees it. A small process of
+# its own: in the test process (2.5 GB, dozens of threads) the sampler missed the block.
+_ALLOCATOR = """
+import sys, time
+print("ready", flush=True)
+sys.stdin.readline()
+held = b"\\x01" * (64 * 2**20)  # written, so resident
+time.sleep(0.3)
+del held  # a block this large goes back to the system at once
+print("freed", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_rss_sampler_sees_a_peak_that_is_gone_at_the_end() -> None:
-    pid = os.getpid()
-    before = rss_bytes(pid)
-    with RssSampler(pid, interval=0.001) as sampler:
-        held = b"\x01" * (64 * MIB)  # written, so resident
-        time.sleep(0.05)
-        del held  # a block this large goes back to the system at once
+    with subprocess.Popen(
+        [sys.executable, "-c", _ALLOCATOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        before = rss_bytes(child.pid)
+        with RssSampler(child.pid, interval=0.001) as sampler:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "freed\n"
+        # The kernel's own mark saw it too. (It can trail a sample by a few pages: the
+        # kernel folds per-thread counts into both only now and then.)
+        kernel_peak = peak_rss_bytes(child.pid)
+        child.stdin.write("end\n")
+        child.stdin.flush()
     assert sampler.peak_bytes >= before + 60 * MIB
-    # The kernel's own mark saw it too. (It can trail a sample by a few pages: the kernel
-    # folds per-thread counts into both only now and then.)
-    assert peak_rss_bytes(pid) >= before + 60 * MIB
+    assert kernel_peak >= before + 60 * MIB
