@@ -6,12 +6,11 @@ stderr and a non-zero exit code, so a bad deployment fails at once and says why.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from service.config import Settings, SettingsError
+from service.config import Settings, SettingsError, process_settings
 from service.server import serve
 
 if TYPE_CHECKING:
@@ -21,18 +20,12 @@ if TYPE_CHECKING:
 def main(load: Callable[[Settings], Segmenter] | None = None) -> int:
     """Serve until stopped; the exit code says why it ended. `load` replaces the service's
     model loading for the PyTorch baseline (benchmarks/torch_server.py)."""
-    # onnxruntime (1.32 on Linux) starts a telemetry client when it loads, which writes
-    # $TMPDIR/.ses and may call out to Microsoft's collector; a factory API must do
-    # neither. Set before anything imports onnxruntime (ORT_PROVIDERS does, in Settings).
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
-        settings = Settings.from_env()
+        settings = process_settings()
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # OpenCV's own bomb guard, behind the check of each image header, with the same limit.
-    # OpenCV reads it once, when cv2 is imported: service.app, below, is the first import.
-    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(settings.max_image_pixels)
+    # cv2 and onnxruntime are imported from here on, after process_settings.
     from service.app import create_app, load_segmenter
     from service.contract import ModelError
 

@@ -112,6 +112,22 @@ class Settings:
         )
 
 
+def process_settings() -> Settings:
+    """The settings of this process (`python -m service`, `python -m batch`), read from
+    its environment, which is made ready for the libraries first; raises SettingsError.
+
+    onnxruntime (1.32 on Linux) starts a telemetry client when it loads, which writes
+    $TMPDIR/.ses and may call out to Microsoft's collector; a factory API must do
+    neither. OpenCV's own bomb guard stands behind the check of each image header, with
+    the same limit. Both libraries read their variable once, when imported, so this runs
+    before anything imports them (ORT_PROVIDERS imports onnxruntime, in Settings).
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    settings = Settings.from_env()
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(settings.max_image_pixels)
+    return settings
+
+
 def _integer(
     environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
 ) -> int:
