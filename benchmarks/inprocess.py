@@ -1,4 +1,5 @@
-"""In-process timing of each stage of the service's path, for one runner and one photo.
+"""In-process timing of each stage of the service's path, for one runner and one photo
+(`time_stages`) or each of the benchmark's tiles (`time_tiles`).
 
 The stages are the ones a mask request goes through in service/app.py, called the same
 way: decode (header check + OpenCV decode), preprocess (scale down, pad to the stride),
@@ -9,8 +10,12 @@ and resize back, threshold, connected regions) and encode (the PNG mask).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from benchmarks.log import log
 from benchmarks.stats import summarise_ms
+from benchmarks.tiles import TilePhoto
 from service.imaging import decode_gray, encode_png, read_header
 from service.segmenter import Prediction, Segmenter, prepare, restore
 
@@ -37,6 +42,22 @@ def time_stages(
         "stages": {stage: summarise_ms(samples[stage]) for stage in STAGES},
         "total": summarise_ms(samples["total"]),
     }
+
+
+def time_tiles(
+    segmenter: Segmenter, tiles: dict[str, TilePhoto], repetitions: int, max_seconds: float
+) -> dict[str, Any]:
+    """`time_stages` for each tile, by name, in a worker thread."""
+    timed = {}
+    # In a worker thread, as the servers run inference: torch's OpenMP pool behaves
+    # differently on the main thread (5x slower here when another process is busy).
+    with ThreadPoolExecutor(1) as worker:
+        for name, tile in tiles.items():
+            log(f"in-process {segmenter.providers[0]} {name} tile")
+            timed[name] = worker.submit(
+                time_stages, segmenter, tile.data, repetitions, max_seconds
+            ).result()
+    return timed
 
 
 def _one_pass(segmenter: Segmenter, data: bytes) -> dict[str, float]:

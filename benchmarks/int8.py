@@ -15,14 +15,58 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.inprocess import time_tiles
+from benchmarks.log import log
+from benchmarks.model import portable
+from benchmarks.plan import Plan
+from benchmarks.tiles import TilePhoto
 from harness.dataset import tile_dataset
 from service.framing import InputPolicy
 from service.imaging import decode_gray, read_header
+from service.segmenter import Segmenter, prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW_DIR = REPO_ROOT / "data" / "raw"
 SPLIT = REPO_ROOT / "data" / "split.json"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def measure(
+    served: Segmenter,
+    float_path: Path,
+    int8_path: Path,
+    tiles: dict[str, TilePhoto],
+    plan: Plan,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """Quantize the served model, time the copy per stage as the float one was (into
+    results["inprocess"]["onnxruntime-int8"]), and compare their answers on one photo."""
+    log(f"int8: quantizing on {plan.calibration_images} photos ({calibration_source()})")
+    quantized_copy(float_path, int8_path, served.policy, plan.calibration_images)
+    quantized = Segmenter.from_onnx(int8_path)
+    timed = results["inprocess"]["onnxruntime-int8"] = time_tiles(
+        quantized, tiles, plan.inprocess_repetitions, plan.inprocess_seconds
+    )
+    floats = results["inprocess"]["onnxruntime"]
+    batch, _ = prepare(_gray(tiles["typical"].data), served.policy)
+    return {
+        "file": portable(int8_path),
+        "mb": round(int8_path.stat().st_size / 1e6, 3),
+        "float_mb": round(float_path.stat().st_size / 1e6, 3),
+        "version": quantized.card.version if quantized.card else None,
+        "calibration": {"images": plan.calibration_images, "from": calibration_source()},
+        "cpu": cpu_features(),
+        "typical_tile": agreement(served.runner, quantized.runner, batch, served.threshold),
+        # Float time over INT8 time: above 1, INT8 is faster.
+        "inference_speedup": {
+            name: round(
+                floats[name]["stages"]["inference"]["p50_ms"]
+                / timed[name]["stages"]["inference"]["p50_ms"],
+                2,
+            )
+            for name in tiles
+        },
+    }
 
 
 def quantized_copy(float_path: Path, int8_path: Path, policy: InputPolicy, count: int) -> Path:
@@ -67,7 +111,6 @@ def score_on_test_split(models: dict[str, Path]) -> dict[str, Any]:
     (training.scoring, as export scores the float file): {name: metrics}, or why not."""
     if not (SPLIT.is_file() and RAW_DIR.is_dir()):
         return {"skipped": "no test split here: run `dvc repro` (data_load, data_split) first"}
-    from service.segmenter import Segmenter
     from training.dataset import load_tiles
     from training.scoring import predict_tiles, score_tiles, summarise
 
