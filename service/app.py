@@ -14,13 +14,14 @@ import copy
 import json
 import logging
 import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import numpy as np
-from anyio import CapacityLimiter, to_thread
+from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -32,7 +33,14 @@ from starlette.routing import Route
 from service.admission import BoundedQueue, PixelBudget
 from service.answers import describe
 from service.config import Settings
-from service.imaging import ImageError, decode_gray, encode_png, read_header, render_overlay
+from service.imaging import (
+    ImageError,
+    ImageHeader,
+    decode_gray,
+    encode_png,
+    read_header,
+    render_overlay,
+)
 from service.openapi import openapi
 from service.page import page_routes
 from service.regions import Segmentation
@@ -129,12 +137,16 @@ class _Service:
         self.segmenter = segmenter
         self.metrics = metrics
         self.model_info = _model_info(settings, segmenter)
+        # A request decodes, infers and renders in one worker thread, which waits at these
+        # gates: one hop to a thread and back per request, not one per step.
         # One inference per session (one by default): onnxruntime already spreads a run
         # over INFERENCE_THREADS cores, and more parallel runs would only contend for them.
-        self.inference_limiter = CapacityLimiter(settings.inference_sessions)
-        # None: anyio's shared worker threads, so only MAX_QUEUE bounds decoding.
-        self.decode_limiter = (
-            CapacityLimiter(settings.max_decodes) if settings.max_decodes else None
+        self.inference_gate = threading.BoundedSemaphore(settings.inference_sessions)
+        # Without MAX_DECODES, only MAX_QUEUE bounds decoding.
+        self.decode_gate: AbstractContextManager[Any] = (
+            threading.BoundedSemaphore(settings.max_decodes)
+            if settings.max_decodes
+            else nullcontext()
         )
         self.queue = BoundedQueue(settings.max_queue, metrics)
         # Memory grows with pixels, not requests: a 30 KB PNG at the pixel limit takes
@@ -145,9 +157,7 @@ class _Service:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         warm_up_image = np.full((256, 256), 128, np.uint8)
-        await to_thread.run_sync(
-            self.segmenter.segment, warm_up_image, limiter=self.inference_limiter
-        )
+        await to_thread.run_sync(self._warm_up, warm_up_image)
         self.warmed_up = True
         model = self.model_info["model"]
         logger.info(
@@ -173,25 +183,13 @@ class _Service:
         try:
             header = read_header(image, self.settings.max_image_pixels)
             async with self.queue.admitted(), self.pixel_budget.hold(header.width * header.height):
-                gray, decode_seconds = await to_thread.run_sync(
-                    _timed, decode_gray, image, header, limiter=self.decode_limiter
-                )
-                prediction, inference_seconds = await to_thread.run_sync(
-                    _timed, self.segmenter.predict, gray, limiter=self.inference_limiter
-                )
-                self.metrics.inference_seconds.observe(inference_seconds)
-                (segmentation, body, media_type), postprocess_seconds = await to_thread.run_sync(
-                    _timed, _render, self.segmenter, answer, gray, prediction
+                segmentation, body, media_type, timings = await to_thread.run_sync(
+                    self._work, answer, image, header
                 )
         except ImageError as error:
             raise HTTPException(error.status_code, str(error)) from None
-        timings = {
-            "decode": decode_seconds,
-            "inference": inference_seconds,
-            "postprocess": postprocess_seconds,
-            # Since the request's headers arrived: includes the upload and the queue wait.
-            "total": time.perf_counter() - started,
-        }
+        # Since the request's headers arrived: includes the upload and the queue wait.
+        timings["total"] = time.perf_counter() - started
         headers = {
             "Vary": "Accept",
             "Server-Timing": ", ".join(
@@ -208,6 +206,29 @@ class _Service:
             "model_version": self.model_info["model"]["version"],
         }
         return JSONResponse(payload, headers=headers)
+
+    def _work(
+        self, answer: str, image: bytes, header: ImageHeader
+    ) -> tuple[Segmentation, bytes | None, str, dict[str, float]]:
+        """Decode, infer and render in the calling worker thread; with each step's seconds."""
+        with self.decode_gate:
+            gray, decode_seconds = _timed(decode_gray, image, header)
+        with self.inference_gate:
+            prediction, inference_seconds = _timed(self.segmenter.predict, gray)
+        self.metrics.inference_seconds.observe(inference_seconds)
+        (segmentation, body, media_type), postprocess_seconds = _timed(
+            _render, self.segmenter, answer, gray, prediction
+        )
+        timings = {
+            "decode": decode_seconds,
+            "inference": inference_seconds,
+            "postprocess": postprocess_seconds,
+        }
+        return segmentation, body, media_type, timings
+
+    def _warm_up(self, image: np.ndarray) -> None:
+        with self.inference_gate:
+            self.segmenter.segment(image)
 
 
 def _negotiate(request: Request) -> str:

@@ -64,6 +64,25 @@ def test_24_clients_at_once_each_get_their_own_mask(server: Server, tile_paths: 
         assert decode(response.content).shape == photo.shape
 
 
+def test_sessions_and_decode_gates_keep_each_answer_its_own(
+    model_path: Path, tile_paths: list[Path], tmp_path: Path
+) -> None:
+    # Two sessions, one decode at a time: answers must be those a lone request gets.
+    paths = tile_paths[:: len(tile_paths) // 12][:12]
+    uploads = [path.read_bytes() for path in paths]
+    settings = {"INFERENCE_SESSIONS": "2", "INFERENCE_THREADS": "1", "MAX_DECODES": "1"}
+    with serving(tmp_path / "server.log", MODEL_PATH=str(model_path), **settings) as server:
+        together = post_all_at_once(server.base_url, uploads)
+        with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+            alone = [
+                client.post("/segment", content=upload, headers={"Content-Type": "image/jpeg"})
+                for upload in uploads
+            ]
+    for at_once, by_itself in zip(together, alone, strict=True):
+        assert at_once.status_code == by_itself.status_code == 200, at_once.text
+        assert at_once.content == by_itself.content
+
+
 def test_health_answers_while_inference_is_busy(server: Server) -> None:
     large = smooth_png(3000, 4000)
     with (
