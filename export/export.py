@@ -90,7 +90,8 @@ def export(params: dict[str, Any]) -> dict:
     metrics = {
         "parity": parity,
         "int8": limits["int8"],
-        **served_metrics(served, tiles, evaluated, limits),
+        # Quantizing changes the answers by design: only a loss of Dice counts against it.
+        **served_metrics(served, tiles, evaluated, limits, drop_only=limits["int8"]),
         "float": float_metrics,
         "file_mb": round(MODEL_PATH.stat().st_size / 2**20, 3),
         "sha256": served.sha256,
@@ -103,15 +104,19 @@ def export(params: dict[str, Any]) -> dict:
     return metrics
 
 
-def served_metrics(served: Segmenter, tiles: list, evaluated: dict, limits: dict) -> dict:
+def served_metrics(
+    served: Segmenter, tiles: list, evaluated: dict, limits: dict, drop_only: bool = False
+) -> dict:
     """The test split scored through the service's Segmenter on a model file; raises
-    ExportCheckFailed when its Dice is not `evaluate`'s, within `max_dice_gap`."""
+    ExportCheckFailed when its Dice is not `evaluate`'s within `max_dice_gap` (with
+    `drop_only`, when it is lower by more than that)."""
     summary = summarise(score_tiles(served, tiles, predict_tiles(served, tiles)))
-    gap = abs(summary["dice_defect"] - evaluated["dice_defect"])
+    difference = summary["dice_defect"] - evaluated["dice_defect"]
+    gap = max(0.0, -difference) if drop_only else abs(difference)
     if gap > limits["max_dice_gap"]:
         raise ExportCheckFailed(
             f"service-path Dice {summary['dice_defect']} differs from evaluate's "
-            f"{evaluated['dice_defect']} by {gap:.4f} (> {limits['max_dice_gap']})"
+            f"{evaluated['dice_defect']} by {difference:+.4f} (limit {limits['max_dice_gap']})"
         )
     return {
         "service_dice_defect": summary["dice_defect"],
