@@ -28,7 +28,7 @@ from harness.server import Server, launch, wait_ready
 from reliability import corpus
 from reliability.options import Options
 from reliability.report import CheckResult
-from reliability.server_log import shutdown_problems
+from reliability.server_log import record_shutdown_problems
 
 REFUSAL_SECONDS = 0.5  # a refusal reads a header; half a second is already generous
 RSS_JUMP_MB = 10.0  # tolerated RSS growth while bombs are refused
@@ -86,8 +86,7 @@ def run(options: Options) -> CheckResult:
             result.fail("the server was not alive at the end")
     finally:
         exit_code = server.stop()
-    for problem in shutdown_problems(server.log(), exit_code):
-        result.fail(problem)
+    record_shutdown_problems(result, server, exit_code)
     slowest = result.figures.get("slowest_refusal_ms", 0)
     result.figures["key"] = (
         f"refused in <= {slowest:.0f} ms, RSS +{jump:.1f} MiB; 8 MB header 431 in <= "

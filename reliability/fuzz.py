@@ -26,7 +26,7 @@ from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
 from reliability.options import Options
 from reliability.report import CheckResult
-from reliability.server_log import shutdown_problems
+from reliability.server_log import record_shutdown_problems
 from reliability.uploads import (
     MULTIPART_VARIANTS,
     RAW_CONTENT_TYPES,
@@ -62,8 +62,7 @@ def run(options: Options) -> CheckResult:
             result.fail("the server was not alive and serving at the end")
     finally:
         exit_code = server.stop()
-    for problem in shutdown_problems(server.log(), exit_code):
-        result.fail(problem)
+    record_shutdown_problems(result, server, exit_code)
     if result.inputs < options.budget.fuzz_inputs:
         result.fail(f"only {result.inputs} of {options.budget.fuzz_inputs} inputs within time")
     kinds = Counter(u.split(" ")[0] for u in tally.descriptions)

@@ -31,7 +31,7 @@ from harness.server import Server, launch, wait_ready
 from reliability import corpus, mutate
 from reliability.options import Options
 from reliability.report import CheckResult
-from reliability.server_log import shutdown_problems
+from reliability.server_log import record_shutdown_problems
 
 # The body types of POST /segment; left to Schemathesis, a body would be random bytes only.
 IMAGE_MEDIA_TYPES = ("image/*", "application/octet-stream")
@@ -61,8 +61,7 @@ def run(options: Options) -> CheckResult:
             result.fail("the server was not alive at the end")
     finally:
         exit_code = server.stop()
-    for problem in shutdown_problems(server.log(), exit_code):
-        result.fail(problem)
+    record_shutdown_problems(result, server, exit_code)
     server_errors = sum(n for status, n in result.statuses.items() if status.startswith("5"))
     result.figures.update(
         key=f"{result.inputs} cases, {server_errors} 5xx, {fuzzer.violations} violations",

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.server import Server
+    from reliability.report import CheckResult
+
 
 def shutdown_problems(log: str, exit_code: int) -> list[str]:
     """What a check reports about a server it stopped: failures in its log, a bad exit."""
@@ -9,6 +15,16 @@ def shutdown_problems(log: str, exit_code: int) -> list[str]:
     if exit_code != 0:
         problems.append(f"the server exited with {exit_code} on SIGTERM")
     return problems
+
+
+def record_shutdown_problems(result: CheckResult, server: Server, exit_code: int) -> None:
+    """Fail `result` once for each of the `shutdown_problems` of a stopped `server`.
+
+    Takes the `exit_code` of `server.stop()` rather than stopping here: checks stop the server
+    in a `finally` and some judge their own figures before these problems are added.
+    """
+    for problem in shutdown_problems(server.log(), exit_code):
+        result.fail(problem)
 
 
 def log_problems(log: str) -> list[str]:

@@ -24,7 +24,7 @@ from harness.server import launch, wait_ready
 from reliability import corpus
 from reliability.options import Options
 from reliability.report import CheckResult
-from reliability.server_log import shutdown_problems
+from reliability.server_log import record_shutdown_problems
 
 TRICKLING_CLIENTS = 5
 TRICKLE_INTERVAL = 0.2  # seconds between bytes
@@ -93,8 +93,7 @@ def run(options: Options) -> CheckResult:
     finally:
         exit_code = server.stop()
     _judge(result, timeouts, cuts, normal)
-    for problem in shutdown_problems(server.log(), exit_code):
-        result.fail(problem)
+    record_shutdown_problems(result, server, exit_code)
     result.seconds = time.monotonic() - started
     return result
 

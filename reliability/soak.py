@@ -22,7 +22,7 @@ from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
 from reliability.options import Options
 from reliability.report import CheckResult
-from reliability.server_log import shutdown_problems
+from reliability.server_log import record_shutdown_problems
 from reliability.uploads import Upload, raw
 
 VALID_SHARE = 0.6
@@ -60,8 +60,7 @@ def run(options: Options) -> CheckResult:
     _judge(result, tally, monitor, budget.soak_seconds, budget.soak_leak_tolerance)
     if not alive:
         result.fail("the server was not alive at the end")
-    for problem in shutdown_problems(server.log(), exit_code):
-        result.fail(problem)
+    record_shutdown_problems(result, server, exit_code)
     result.seconds = time.monotonic() - started
     return result
 
