@@ -22,6 +22,9 @@ MIN_LATENCY_RATIO_ORIGINAL = 20.0  # its p50 at concurrency 1 over the service's
 MIN_COLD_START_RATIO_ORIGINAL = 10.0
 MIN_MEMORY_RATIO_ORIGINAL = 8.0
 MIN_ENV_RATIO_ORIGINAL = 20.0
+# When the INT8 copy is worth serving in place of the float network.
+MAX_INT8_DICE_DROP = 0.005
+MIN_INT8_SPEEDUP = 1.3
 # The serving frameworks a user would otherwise pick, with the same model and code.
 FRAMEWORKS = {"fastapi": "plain FastAPI", "bentoml": "BentoML"}
 
@@ -204,6 +207,26 @@ def _footprint(results: Results) -> dict[str, Any]:
     }
 
 
+def _int8(results: Results) -> dict[str, Any]:
+    int8 = results.get("int8", {})
+    goal = {
+        "goal": "INT8 worth serving (the default when it passes)",
+        "target": f"test Dice at most {MAX_INT8_DICE_DROP} below float's, inference >= "
+        f"{MIN_INT8_SPEEDUP}x faster (typical tile)",
+    }
+    scored = int8.get("test_split", {})
+    if "float" not in scored or "inference_speedup" not in int8:
+        return {**goal, "measured": "not measured", "passed": None}
+    drop = scored["float"]["dice_defect"] - scored["int8"]["dice_defect"]
+    speedup = int8["inference_speedup"]["typical"]
+    return {
+        **goal,
+        "measured": f"Dice {scored['int8']['dice_defect']} vs {scored['float']['dice_defect']} "
+        f"(drop {drop:+.4f}), {speedup:.2f}x faster; serving {int8['served']}",
+        "passed": drop <= MAX_INT8_DICE_DROP and speedup >= MIN_INT8_SPEEDUP,
+    }
+
+
 def _ratio(
     goal: dict[str, str], theirs: float, ours: float, unit: str, minimum: float
 ) -> dict[str, Any]:
@@ -244,4 +267,5 @@ _CHECKS: list[Callable[[Results], dict[str, Any]]] = [
     _cold_start,
     _memory,
     _footprint,
+    _int8,
 ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.inprocess import time_tiles
 from benchmarks.log import log
-from benchmarks.model import portable
+from benchmarks.model import ModelFiles, portable
 from benchmarks.plan import Plan
 from benchmarks.tiles import TilePhoto
 from harness.dataset import tile_dataset
@@ -33,40 +33,63 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 def measure(
     served: Segmenter,
-    float_path: Path,
-    int8_path: Path,
+    model: ModelFiles,
+    cache_dir: Path,
     tiles: dict[str, TilePhoto],
     plan: Plan,
     results: dict[str, Any],
 ) -> dict[str, Any]:
-    """Quantize the served model, time the copy per stage as the float one was (into
-    results["inprocess"]["onnxruntime-int8"]), and compare their answers on one photo."""
-    log(f"int8: quantizing on {plan.calibration_images} photos ({calibration_source()})")
-    quantized_copy(float_path, int8_path, served.policy, plan.calibration_images)
-    quantized = Segmenter.from_onnx(int8_path)
-    timed = results["inprocess"]["onnxruntime-int8"] = time_tiles(
-        quantized, tiles, plan.inprocess_repetitions, plan.inprocess_seconds
+    """The float network against its INT8 copy, each timed per stage as the served model
+    was: the served file is one of the two (results["inprocess"]["onnxruntime"]), the
+    other is timed here (under "onnxruntime-float" or "onnxruntime-int8"). When the service
+    serves float, the copy is made here; when it serves INT8, that file is the copy."""
+    int8_path = int8_file(model, cache_dir)
+    if model.serves_float:
+        log(f"int8: quantizing on {plan.calibration_images} photos ({calibration_source()})")
+        quantized_copy(model.float_onnx, int8_path, served.policy, plan.calibration_images)
+        floating, quantized = served, Segmenter.from_onnx(int8_path)
+        keys = {"float": "onnxruntime", "int8": "onnxruntime-int8"}
+        other, other_key = quantized, keys["int8"]
+        calibration: dict[str, Any] = {
+            "images": plan.calibration_images,
+            "from": calibration_source(),
+        }
+    else:
+        floating, quantized = Segmenter.from_onnx(model.float_onnx), served
+        keys = {"float": "onnxruntime-float", "int8": "onnxruntime"}
+        other, other_key = floating, keys["float"]
+        calibration = {"from": "export (params.yaml export.int8_calibration_tiles)"}
+    inprocess = results["inprocess"]
+    inprocess[other_key] = time_tiles(
+        other, tiles, plan.inprocess_repetitions, plan.inprocess_seconds
     )
-    floats = results["inprocess"]["onnxruntime"]
     batch, _ = prepare(_gray(tiles["typical"].data), served.policy)
     return {
+        "served": "float" if model.serves_float else "int8",
         "file": portable(int8_path),
+        "float_file": portable(model.float_onnx),
+        "timings": keys,
         "mb": round(int8_path.stat().st_size / 1e6, 3),
-        "float_mb": round(float_path.stat().st_size / 1e6, 3),
+        "float_mb": round(model.float_onnx.stat().st_size / 1e6, 3),
         "version": quantized.card.version if quantized.card else None,
-        "calibration": {"images": plan.calibration_images, "from": calibration_source()},
+        "calibration": calibration,
         "cpu": cpu_features(),
-        "typical_tile": agreement(served.runner, quantized.runner, batch, served.threshold),
+        "typical_tile": agreement(floating.runner, quantized.runner, batch, served.threshold),
         # Float time over INT8 time: above 1, INT8 is faster.
         "inference_speedup": {
             name: round(
-                floats[name]["stages"]["inference"]["p50_ms"]
-                / timed[name]["stages"]["inference"]["p50_ms"],
+                inprocess[keys["float"]][name]["stages"]["inference"]["p50_ms"]
+                / inprocess[keys["int8"]][name]["stages"]["inference"]["p50_ms"],
                 2,
             )
             for name in tiles
         },
     }
+
+
+def int8_file(model: ModelFiles, cache_dir: Path) -> Path:
+    """The INT8 file compared: the served one when it is INT8, else a copy in `cache_dir`."""
+    return cache_dir / "segmenter-int8.onnx" if model.serves_float else model.onnx
 
 
 def quantized_copy(float_path: Path, int8_path: Path, policy: InputPolicy, count: int) -> Path:

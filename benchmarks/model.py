@@ -19,18 +19,29 @@ from service.segmenter import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_ONNX = REPO_ROOT / "models" / "segmenter.onnx"
+# The float network export always writes; PIPELINE_ONNX is it or its INT8 copy.
+PIPELINE_FLOAT_ONNX = REPO_ROOT / "models" / "segmenter-float.onnx"
 PIPELINE_CHECKPOINT = REPO_ROOT / "models" / "checkpoint.pt"
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    onnx: Path
+    onnx: Path  # the file the service serves
     checkpoint: Path
     source: str  # "pipeline" or "throwaway"
+    float_onnx: Path  # the float network: `onnx` itself unless that is an INT8 copy
+
+    @property
+    def serves_float(self) -> bool:
+        # Export copies the float file to the served path when it makes no INT8 copy.
+        return self.onnx == self.float_onnx or file_sha256(self.onnx) == file_sha256(
+            self.float_onnx
+        )
 
     def describe(self) -> dict[str, object]:
         return {
             "onnx": portable(self.onnx),
+            "float_onnx": portable(self.float_onnx),
             "checkpoint": portable(self.checkpoint),
             "source": self.source,
             "onnx_mb": round(self.onnx.stat().st_size / 1e6, 3),
@@ -43,9 +54,10 @@ def resolve_model(onnx: Path | None, checkpoint: Path | None, cache_dir: Path) -
     if onnx or checkpoint:
         if not (onnx and checkpoint and onnx.is_file() and checkpoint.is_file()):
             raise SystemExit("error: --onnx and --checkpoint must both name existing files")
-        return ModelFiles(onnx, checkpoint, "given")
+        return ModelFiles(onnx, checkpoint, "given", onnx)
     if PIPELINE_ONNX.is_file() and PIPELINE_CHECKPOINT.is_file():
-        return ModelFiles(PIPELINE_ONNX, PIPELINE_CHECKPOINT, "pipeline")
+        float_onnx = PIPELINE_FLOAT_ONNX if PIPELINE_FLOAT_ONNX.is_file() else PIPELINE_ONNX
+        return ModelFiles(PIPELINE_ONNX, PIPELINE_CHECKPOINT, "pipeline", float_onnx)
     return build_throwaway(cache_dir / "throwaway-model")
 
 
@@ -54,7 +66,7 @@ def build_throwaway(folder: Path) -> ModelFiles:
     pipeline does; reused from `folder` when already there."""
     onnx_path, checkpoint_path = folder / "segmenter.onnx", folder / "checkpoint.pt"
     if onnx_path.is_file() and checkpoint_path.is_file():
-        return ModelFiles(onnx_path, checkpoint_path, "throwaway")
+        return ModelFiles(onnx_path, checkpoint_path, "throwaway", onnx_path)
     import torch
 
     from export.export import write_onnx
@@ -82,7 +94,7 @@ def build_throwaway(folder: Path) -> ModelFiles:
         training_params={"model": model_params},
     )
     write_onnx(trained, card, onnx_path)  # written aside and renamed: never half a file
-    return ModelFiles(onnx_path, checkpoint_path, "throwaway")
+    return ModelFiles(onnx_path, checkpoint_path, "throwaway", onnx_path)
 
 
 def parity(onnx_runner: Runner, torch_runner: Runner, batch: np.ndarray) -> float:

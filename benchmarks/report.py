@@ -17,6 +17,7 @@ SETUPS = {
 RUNNERS = {
     "onnxruntime": "onnxruntime (service)",
     "onnxruntime-int8": "onnxruntime, INT8 copy",
+    "onnxruntime-float": "onnxruntime, float network",
     "pytorch": "PyTorch eager",
 }
 ENVIRONMENTS = {
@@ -82,7 +83,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| --- | --- |" + " ---: |" * (len(STAGES) + 1),
     ]
     for runner, label in RUNNERS.items():
-        for name, timed in results["inprocess"][runner].items():
+        for name, timed in results["inprocess"].get(runner, {}).items():
             size = meta["tiles"][name]
             cells = [_pair(timed["stages"][stage]) for stage in STAGES]
             lines.append(
@@ -192,8 +193,8 @@ def _int8(results: dict[str, Any]) -> list[str]:
         "",
         "## INT8 (static QDQ, export/quantize.py) against float, in-process",
         "",
-        f"{int8['mb']} MB against {int8['float_mb']} MB, calibrated on "
-        f"{int8['calibration']['images']} photos ({int8['calibration']['from']}); CPU: {cpu}. "
+        f"The service serves the {int8['served']} file. {int8['mb']} MB against "
+        f"{int8['float_mb']} MB, calibrated on {_calibration(int8['calibration'])}; CPU: {cpu}. "
         f"On the typical tile the outputs differ by at most {typical['max_abs_diff']} and "
         f"{100 * typical['mask_agreement']:.2f}% of pixels fall on the same side of the "
         "pixel threshold.",
@@ -201,10 +202,10 @@ def _int8(results: dict[str, Any]) -> list[str]:
         "| tile | float inference p50 ms | INT8 inference p50 ms | float / INT8 |",
         "| --- | ---: | ---: | ---: |",
     ]
-    inprocess = results["inprocess"]
+    inprocess, keys = results["inprocess"], int8["timings"]
     for name, speedup in int8["inference_speedup"].items():
-        floats = inprocess["onnxruntime"][name]["stages"]["inference"]
-        ints = inprocess["onnxruntime-int8"][name]["stages"]["inference"]
+        floats = inprocess[keys["float"]][name]["stages"]["inference"]
+        ints = inprocess[keys["int8"]][name]["stages"]["inference"]
         lines.append(
             f"| {name} | {_ms(floats, 'p50_ms')} | {_ms(ints, 'p50_ms')} | {speedup:.2f}x |"
         )
@@ -224,6 +225,12 @@ def _int8(results: dict[str, Any]) -> list[str]:
     elif "skipped" in scored:
         lines += ["", f"Test split: {scored['skipped']}."]
     return lines
+
+
+def _calibration(calibration: dict[str, Any]) -> str:
+    if "images" in calibration:
+        return f"{calibration['images']} photos ({calibration['from']})"
+    return f"training photos by the pipeline's {calibration['from']}"
 
 
 def _sweep(results: dict[str, Any]) -> list[str]:

@@ -11,8 +11,8 @@ Setups, all on the same machine, client and real photos:
   (benchmarks/blog_learner.py, blog_server.py; in-process in benchmarks/original.py);
 - service-resnet34: that Learner's very network and weights, exported by the project's
   export code, served by the service: the same network both ways;
-- int8: the served model quantized (export/quantize.py), in-process against float
-  (benchmarks/int8.py);
+- int8: the float network against its INT8 copy (export/quantize.py), in-process and on
+  the test split (benchmarks/int8.py);
 - the service's concurrency settings under load (benchmarks/sweep.py).
 `--quick` skips the original, service-resnet34 and BentoML setups and builds no venvs.
 
@@ -114,21 +114,21 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     results["inprocess"]["onnxruntime"] = time_tiles(
         served, tiles, plan.inprocess_repetitions, plan.inprocess_seconds
     )
-    int8_path = args.cache_dir / "int8" / "segmenter-int8.onnx"
-    results["int8"] = int8.measure(served, model.onnx, int8_path, tiles, plan, results)
+    results["int8"] = int8.measure(served, model, args.cache_dir / "int8", tiles, plan, results)
     from benchmarks.baselines import torch_segmenter
 
     eager = torch_segmenter(model.checkpoint, served)
     batch, _ = prepare(_gray(tiles["typical"]), served.policy)
+    floating = served if model.serves_float else Segmenter.from_onnx(model.float_onnx)
     results["meta"]["model"]["max_abs_diff_onnx_vs_torch"] = parity(
-        served.runner, eager.runner, batch
+        floating.runner, eager.runner, batch
     )
     results["meta"]["model"]["pytorch"] = eager.providers[0]
     results["inprocess"]["pytorch"] = time_tiles(
         eager, tiles, plan.inprocess_repetitions, plan.inprocess_seconds
     )
     min_area = served.min_area
-    del served, eager  # their thread pools must not compete with the servers
+    del served, floating, eager  # their thread pools must not compete with the servers
     gc.collect()
 
     def python(venv: str) -> str:
@@ -193,7 +193,7 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
         results["int8"]["test_split"] = {"skipped": "--quick skips it"}
     else:
         log("int8: scoring float and INT8 on the test split through the Segmenter")
-        models = {"float": model.onnx, "int8": int8_path}
+        models = {"float": model.float_onnx, "int8": int8.int8_file(model, args.cache_dir / "int8")}
         results["int8"]["test_split"] = int8.score_on_test_split(models)
     log("footprint")
     results["footprint"] = footprint.measure(venvs)
