@@ -141,8 +141,8 @@ class _Service:
         self.model_info = _model_info(settings, segmenter)
         # A request decodes, infers and renders in one worker thread, which waits at these
         # gates: one hop to a thread and back per request, not one per step.
-        # One inference per session (one by default): onnxruntime already spreads a run
-        # over INFERENCE_THREADS cores, and more parallel runs would only contend for them.
+        # One inference per session: onnxruntime already spreads a run over
+        # INFERENCE_THREADS cores, and more runs than sessions would only contend for them.
         self.inference_gate = threading.BoundedSemaphore(settings.inference_sessions)
         # Without MAX_DECODES, only MAX_QUEUE bounds decoding.
         self.decode_gate: AbstractContextManager[Any] = (
