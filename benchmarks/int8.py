@@ -33,21 +33,23 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 def measure(
     served: Segmenter,
+    floating: Segmenter,
     model: ModelFiles,
     cache_dir: Path,
     tiles: dict[str, TilePhoto],
     plan: Plan,
     results: dict[str, Any],
 ) -> dict[str, Any]:
-    """The float network against its INT8 copy, each timed per stage as the served model
-    was: the served file is one of the two (results["inprocess"]["onnxruntime"]), the
-    other is timed here (under "onnxruntime-float" or "onnxruntime-int8"). When the service
-    serves float, the copy is made here; when it serves INT8, that file is the copy."""
+    """The float network (`floating`, `served` itself when that is float) against its
+    INT8 copy, each timed per stage as the served model was: the served file is one of the
+    two (results["inprocess"]["onnxruntime"]), the other is timed here (under
+    "onnxruntime-float" or "onnxruntime-int8"). When the service serves float, the copy is
+    made here; when it serves INT8, that file is the copy."""
     int8_path = int8_file(model, cache_dir)
     if model.serves_float:
         log(f"int8: quantizing on {plan.calibration_images} photos ({calibration_source()})")
         quantized_copy(model.float_onnx, int8_path, served.policy, plan.calibration_images)
-        floating, quantized = served, Segmenter.from_onnx(int8_path)
+        quantized = Segmenter.from_onnx(int8_path)
         keys = {"float": "onnxruntime", "int8": "onnxruntime-int8"}
         other, other_key = quantized, keys["int8"]
         calibration: dict[str, Any] = {
@@ -55,7 +57,7 @@ def measure(
             "from": calibration_source(),
         }
     else:
-        floating, quantized = Segmenter.from_onnx(model.float_onnx), served
+        quantized = served
         keys = {"float": "onnxruntime-float", "int8": "onnxruntime"}
         other, other_key = floating, keys["float"]
         calibration = {"from": "export (params.yaml export.int8_calibration_tiles)"}

@@ -114,12 +114,14 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     results["inprocess"]["onnxruntime"] = time_tiles(
         served, tiles, plan.inprocess_repetitions, plan.inprocess_seconds
     )
-    results["int8"] = int8.measure(served, model, args.cache_dir / "int8", tiles, plan, results)
+    floating = served if model.serves_float else Segmenter.from_onnx(model.float_onnx)
+    results["int8"] = int8.measure(
+        served, floating, model, args.cache_dir / "int8", tiles, plan, results
+    )
     from benchmarks.baselines import torch_segmenter
 
     eager = torch_segmenter(model.checkpoint, served)
     batch, _ = prepare(_gray(tiles["typical"]), served.policy)
-    floating = served if model.serves_float else Segmenter.from_onnx(model.float_onnx)
     results["meta"]["model"]["max_abs_diff_onnx_vs_torch"] = parity(
         floating.runner, eager.runner, batch
     )

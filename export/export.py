@@ -25,6 +25,7 @@ import onnx
 import torch
 from torch.export import Dim
 
+from export.model_file import save_with_metadata
 from export.quantize import quantize_int8
 from service.contract import (
     CLASSES_OUTPUT_NAME,
@@ -144,15 +145,11 @@ def served_metrics(
 
 
 def record_test_metrics(path: Path, metrics: dict) -> None:
-    """Make `metrics` the test metrics of the model file's card, rewriting the file aside
-    and renaming it."""
+    """Make `metrics` the test metrics of the model file's card."""
     proto = onnx.load(str(path))
     metadata = {prop.key: prop.value for prop in proto.metadata_props}
     metadata[TEST_METRICS_KEY] = json.dumps(metrics)
-    onnx.helper.set_model_props(proto, metadata)
-    partial = path.with_suffix(".partial")
-    onnx.save(proto, str(partial))
-    partial.replace(path)
+    save_with_metadata(proto, metadata, path)
 
 
 def write_onnx(trained: Trained, card: ModelCard, path: Path) -> None:
@@ -177,13 +174,11 @@ def write_onnx(trained: Trained, card: ModelCard, path: Path) -> None:
     )
     proto = onnx.load(str(partial))
     _name_dynamic_dims(proto)
-    onnx.helper.set_model_props(proto, card.to_metadata())
     proto.doc_string = (
         "Magnetic tile defect segmentation: uint8 grayscale in; defect probability and "
         "per-class probabilities out."
     )
-    onnx.save(proto, str(partial))
-    partial.replace(path)
+    save_with_metadata(proto, card.to_metadata(), path)
 
 
 def check_parity(reference: Segmenter, served: Segmenter, tiles: list, limits: dict) -> dict:

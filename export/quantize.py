@@ -32,6 +32,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from export.model_file import save_with_metadata
 from service.contract import INPUT_NAME, VERSION_KEY
 from service.framing import InputPolicy
 from service.segmenter import prepare
@@ -73,11 +74,7 @@ def quantize_int8(
         metadata = {p.key: p.value for p in onnx.load(str(float_path)).metadata_props}
         if VERSION_KEY in metadata:
             metadata[VERSION_KEY] += INT8_SUFFIX
-        onnx.helper.set_model_props(proto, metadata)
-        # Written aside and renamed, as export does: never half a model at `int8_path`.
-        partial = int8_path.with_suffix(".partial")
-        onnx.save(proto, str(partial))
-        partial.replace(int8_path)
+        save_with_metadata(proto, metadata, int8_path)
     return int8_path
 
 
