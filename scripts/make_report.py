@@ -43,6 +43,7 @@ HEADLINE = (
     ("Dice, defect tiles (pooled)", EVALUATION, ("dice_defect",)),
     ("recall at the decision threshold", EVALUATION, ("detection", "recall")),
     ("defect-free tiles flagged", EVALUATION, ("detection", "free_flagged_rate")),
+    ("recall at max_free_flagged, best test threshold (ROC)", EVALUATION, ("roc", "recall")),
     ("image AUROC", EVALUATION, ("detection", "auroc")),
     ("six-class mIoU", EVALUATION, ("classes", "miou")),
     ("tile class right, defect tiles", EVALUATION, ("classes", "tile_accuracy_defect")),

@@ -88,6 +88,11 @@ def test_evaluate_reports_every_metric(project: Path) -> None:
         assert 0.0 <= metrics[key] <= 1.0
     assert set(metrics["per_class_dice"]) == {"Blowhole", "Break", "Crack", "Fray", "Uneven"}
     assert set(metrics["detection"]) == {"precision", "recall", "f1", "auroc", "free_flagged_rate"}
+    # The ROC's best recall at calibrate's false-alarm rate is at least the served one's
+    # whenever the served threshold keeps to that rate on the test tiles too.
+    assert metrics["roc"]["max_free_flagged"] == 0.05 and 0.0 <= metrics["roc"]["recall"] <= 1.0
+    if metrics["detection"]["free_flagged_rate"] <= 0.05:
+        assert metrics["roc"]["recall"] >= metrics["detection"]["recall"]
     classes = metrics["classes"]
     names = ["background", "blowhole", "break", "crack", "fray", "uneven"]
     assert list(classes["iou"]) == list(classes["dice"]) == names

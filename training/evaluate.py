@@ -22,6 +22,7 @@ from training.params import load_params
 from training.scoring import (
     TileScore,
     predict_tiles,
+    recall_at_free_flagged,
     roc_points,
     score_tiles,
     summarise,
@@ -43,6 +44,7 @@ def evaluate(params: dict[str, Any]) -> dict:
         "threshold": segmenter.threshold,
         "decision_threshold": segmenter.decision_threshold,
         **summarise(scores),
+        "roc": recall_at_free_flagged(scores, params["calibrate"]["max_free_flagged"]),
     }
     write_reports(metrics, scores, tiles, predictions, segmenter, params["evaluate"]["overlays"])
     print(json.dumps(metrics, indent=2))

@@ -160,6 +160,14 @@ def auroc(truth: np.ndarray, score: np.ndarray) -> float:
     return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
 
 
+def recall_at_free_flagged(scores: list[TileScore], max_free_flagged: float) -> dict:
+    """The highest recall of any threshold on the image score that flags at most
+    `max_free_flagged` of these defect-free tiles: a point of their ROC, which compares
+    two networks apart from where a validation split put each one's served threshold."""
+    points = [p for p in roc_points(scores) if p["fpr"] <= max_free_flagged]
+    return {"max_free_flagged": max_free_flagged, "recall": max(p["tpr"] for p in points)}
+
+
 def roc_points(scores: list[TileScore]) -> list[dict[str, float]]:
     """False- and true-positive rates at every distinct image score, for the ROC plot."""
     truth = np.array([s.is_defect_class for s in scores])
