@@ -77,7 +77,7 @@ def test_every_stage_writes_its_outputs(project: Path) -> None:
     calibration = json.loads((project / "reports/calibrate.json").read_text())
     assert 0.0 < calibration["threshold"] < 1.0
     assert 0.0 <= calibration["decision_threshold"] <= 1.0
-    assert calibration["min_area"] == 32 and calibration["test_time_flip"] is True
+    assert calibration["min_area"] == 8 and calibration["test_time_flip"] is True
     assert len(list((project / "reports/evaluate/overlays").glob("*.jpg"))) == 4
     assert (project / "dvclive/metrics.json").is_file()
 

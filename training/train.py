@@ -1,8 +1,8 @@
 """Stage `train`: fit the network with a fastai Learner.
 
-Run as `python -m training.train`; settings come from params.yaml (`model`, `train`,
-`postprocess.min_area`). Writes the checkpoint (weights only, loadable with
-weights_only=True), DVCLive's per-epoch curves and the training time.
+Run as `python -m training.train`; settings come from params.yaml (`model`, `train`).
+Writes the checkpoint (weights only, loadable with weights_only=True), DVCLive's
+per-epoch curves and the training time.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def train(params: dict[str, Any]) -> None:
             hp["ce_weight"],
             hp["class_dice_weight"],
             hp["image_weight"],
-            top_k=params["postprocess"]["min_area"],
+            top_k=hp["image_top_k"],
         ),
         metrics=[PooledDice(), ClassMeanIoU()],
         wd=hp["weight_decay"],
