@@ -43,6 +43,7 @@ def describe(
             **model.describe(),
             "version": card.version,
             "min_area": card.min_area,
+            "border": card.border,
             "threshold": card.threshold,
             "policy": card.policy.__dict__,
         },

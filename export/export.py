@@ -76,6 +76,7 @@ def export(params: dict[str, Any]) -> dict:
         min_area=reference.min_area,
         decision_threshold=reference.decision_threshold,
         classes=trained.classes,
+        border=reference.border,
         version=f"{params['model']['arch']}-{evaluated['dice_defect']:.3f}",
         training_params={k: params[k] for k in ("model", "train", "split")},
         test_metrics=evaluated,

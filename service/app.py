@@ -310,6 +310,7 @@ def _model_info(settings: Settings, segmenter: Segmenter) -> dict[str, Any]:
             "threshold": segmenter.threshold,
             "decision_threshold": segmenter.decision_threshold,
             "min_area": card.min_area,
+            "border": card.border,
             "classes": list(segmenter.classes),
             "providers": segmenter.providers,
             "training_params": card.training_params,

@@ -4,7 +4,7 @@ An exported model file takes one uint8 input named `image` [N, 1, H, W] and give
 defect probabilities named `probability` of the same shape (1 - P(background)); a model
 with defect classes also gives `class_probabilities` [N, C, H, W], class 0 the
 background. Its metadata_props carry a `ModelCard`: how to serve it (input policy, pixel
-and decision thresholds, min_area, class names) and where it came from (version,
+and decision thresholds, min_area, border, class names) and where it came from (version,
 training params, test metrics). Export writes the card with `to_metadata`,
 the service reads it back with `from_metadata`; the checks on the file itself (is it
 there, is it the expected one, does it load and have the named input and output) live
@@ -35,6 +35,7 @@ THRESHOLD_KEY = "threshold"
 DECISION_THRESHOLD_KEY = "decision_threshold"
 CLASSES_KEY = "classes"
 MIN_AREA_KEY = "min_area"
+BORDER_KEY = "border"
 VERSION_KEY = "model_version"
 TRAINING_PARAMS_KEY = "training_params"
 TEST_METRICS_KEY = "test_metrics"
@@ -57,6 +58,8 @@ class ModelCard:
     decision_threshold: float | None = None
     # The names of `class_probabilities`' rows, background first; () for a model without.
     classes: tuple[str, ...] = ()
+    # The band along the photo's edges that the image score leaves out; 0 in older files.
+    border: int = 0
     version: str | None = None
     # Provenance for people reading /info, as JSON values; a model without it still serves.
     training_params: Any = None
@@ -73,6 +76,8 @@ class ModelCard:
             metadata[DECISION_THRESHOLD_KEY] = str(self.decision_threshold)
         if self.classes:
             metadata[CLASSES_KEY] = json.dumps(list(self.classes))
+        if self.border:
+            metadata[BORDER_KEY] = str(self.border)
         if self.version is not None:
             metadata[VERSION_KEY] = self.version
         if self.training_params is not None:
@@ -91,6 +96,7 @@ class ModelCard:
             min_area=_required(metadata, MIN_AREA_KEY, int, source),
             decision_threshold=_optional(metadata, DECISION_THRESHOLD_KEY, float, source),
             classes=_optional(metadata, CLASSES_KEY, _class_names, source) or (),
+            border=_optional(metadata, BORDER_KEY, _pixels, source) or 0,
             version=metadata.get(VERSION_KEY),
             training_params=_provenance(metadata, TRAINING_PARAMS_KEY),
             test_metrics=_provenance(metadata, TEST_METRICS_KEY),
@@ -216,6 +222,13 @@ def _class_names(text: str) -> tuple[str, ...]:
     ):
         raise ValueError("classes must be a JSON list of two or more distinct names")
     return tuple(names)
+
+
+def _pixels(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("a number of pixels cannot be negative")
+    return value
 
 
 def _provenance(metadata: Mapping[str, str], key: str) -> Any:

@@ -185,7 +185,8 @@ _SCHEMAS = {
                 "type": "number",
                 "minimum": 0,
                 "maximum": 1,
-                "description": "The defect probability of the min_area-th most suspicious pixel.",
+                "description": "The defect probability of the min_area-th most suspicious "
+                "pixel at least `border` pixels (/info) from the photo's edges.",
             },
             "decision_threshold": {"type": "number", "minimum": 0, "maximum": 1},
             "threshold": {

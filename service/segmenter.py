@@ -59,11 +59,13 @@ class Segmenter:
         card: ModelCard | None = None,
         sha256: str | None = None,
         providers: Sequence[str] = (),
+        border: int = 0,
     ) -> None:
         self.runner = runner
         self.policy = policy
         self.threshold = threshold
         self.min_area = min_area
+        self.border = border
         # A model file from before the decision threshold decides on the pixel threshold.
         self.decision_threshold = threshold if decision_threshold is None else decision_threshold
         self.classes = tuple(classes) or WITHOUT_CLASSES
@@ -104,6 +106,7 @@ class Segmenter:
             card=card,
             sha256=sha256,
             providers=session.get_providers(),
+            border=card.border,
         )
 
     def predict(self, image: np.ndarray) -> Prediction:
@@ -143,6 +146,7 @@ class Segmenter:
             self.min_area,
             prediction.class_probabilities,
             self.classes,
+            self.border,
         )
 
 

@@ -38,13 +38,19 @@ def test_a_card_without_provenance_round_trips() -> None:
     assert ModelCard.from_metadata(card.to_metadata(), "m.onnx") == card
 
 
-def test_a_card_with_classes_and_a_decision_threshold_round_trips() -> None:
+def test_a_card_with_classes_a_decision_threshold_and_a_border_round_trips() -> None:
     card = ModelCard(
-        InputPolicy(32, 1024), 0.6, 32, decision_threshold=0.4321, classes=("background", "crack")
+        InputPolicy(32, 1024),
+        0.6,
+        32,
+        decision_threshold=0.4321,
+        classes=("background", "crack"),
+        border=4,
     )
     metadata = card.to_metadata()
     assert metadata["decision_threshold"] == "0.4321"
     assert metadata["classes"] == '["background", "crack"]'
+    assert metadata["border"] == "4"
     assert ModelCard.from_metadata(metadata, "m.onnx") == card
 
 
@@ -59,6 +65,7 @@ def test_a_card_with_classes_and_a_decision_threshold_round_trips() -> None:
         ("classes", '["background"]', "has an invalid 'classes'"),
         ("classes", '["background", "crack", "crack"]', "has an invalid 'classes'"),
         ("classes", "crack", "has an invalid 'classes'"),
+        ("border", "-4", "has an invalid 'border'"),
     ],
 )
 def test_a_missing_or_invalid_key_is_refused_in_one_sentence(

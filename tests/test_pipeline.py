@@ -77,7 +77,8 @@ def test_every_stage_writes_its_outputs(project: Path) -> None:
     calibration = json.loads((project / "reports/calibrate.json").read_text())
     assert 0.0 < calibration["threshold"] < 1.0
     assert 0.0 <= calibration["decision_threshold"] <= 1.0
-    assert calibration["min_area"] == 8 and calibration["test_time_flip"] is True
+    assert calibration["min_area"] == 8 and calibration["border"] == 4
+    assert calibration["test_time_flip"] is True
     assert len(list((project / "reports/evaluate/overlays").glob("*.jpg"))) == 4
     assert (project / "dvclive/metrics.json").is_file()
 
@@ -121,6 +122,7 @@ def test_export_validates_the_onnx_file_and_embeds_metadata(project: Path) -> No
     calibration = json.loads((project / "reports/calibrate.json").read_text())
     assert segmenter.threshold == calibration["threshold"]
     assert segmenter.decision_threshold == calibration["decision_threshold"]
+    assert segmenter.border == calibration["border"]
     assert segmenter.classes == ("background", "blowhole", "break", "crack", "fray", "uneven")
     assert segmenter.policy.test_time_flip is calibration["test_time_flip"]
 

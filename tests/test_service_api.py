@@ -76,7 +76,7 @@ def test_health_ready_and_info(client: httpx.Client, model_path: Path) -> None:
     assert model["sha256"] == hashlib.sha256(model_path.read_bytes()).hexdigest()
     assert model["version"] and model["providers"]
     assert model["input_policy"]["stride"] > 0 and model["input_policy"]["max_side"] > 0
-    assert 0 < model["threshold"] < 1 and model["min_area"] >= 0
+    assert 0 < model["threshold"] < 1 and model["min_area"] >= 0 and model["border"] >= 0
     assert isinstance(model["training_params"], dict)
     assert isinstance(model["test_metrics"], dict)
     assert info["limits"] == {

@@ -57,6 +57,27 @@ def test_a_rejected_tile_without_a_region_at_the_pixel_threshold_still_shows_whe
     assert np.count_nonzero(found.mask) == 25
 
 
+def test_the_score_leaves_out_the_band_along_the_edges() -> None:
+    probability = np.full((20, 30), 0.1, np.float32)
+    probability[:, 28:] = 0.99  # a bright strip within 2 pixels of the right edge
+    probability[9:12, 9:12] = 0.7  # 9 pixels inside
+    assert image_score(probability, min_area=4) == 0.99
+    assert image_score(probability, min_area=4, border=2) == 0.7
+    # A photo too small for the band is scored whole.
+    assert image_score(probability[:4, 26:], min_area=4, border=2) == 0.99
+
+
+def test_a_rejected_tile_shows_the_region_its_score_came_from_not_the_band() -> None:
+    probability = np.full((20, 30), 0.1, np.float32)
+    probability[5:8, 29] = 0.99  # 3 pixels in the outermost column: under min_area
+    probability[9:12, 9:12] = 0.7
+    probability[10, 10] = 0.8
+    found = find_regions(probability, 0.9, decision_threshold=0.7, min_area=4, border=2)
+    assert found.defective and found.score == 0.7 and found.regions_threshold == 0.7
+    # The most probable pixel is in the band; the region shown is the one scored.
+    assert [(r.x, r.y, r.area) for r in found.regions] == [(9, 9, 9)]
+
+
 def test_the_score_is_the_number_shown_and_compared() -> None:
     probability = np.full((10, 10), np.float32(0.9), np.float32)  # stored as 0.89999998
     assert image_score(probability, 5) == 0.9

@@ -39,12 +39,12 @@ def calibrate(params: dict[str, Any]) -> dict:
     """Choose both thresholds for the checkpoint served with params.yaml's settings."""
     trained = load_checkpoint()
     policy = input_policy(trained.model_params, params["calibrate"]["test_time_flip"])
-    min_area = params["postprocess"]["min_area"]
+    min_area, border = params["postprocess"]["min_area"], params["postprocess"]["border"]
     tiles = load_tiles("valid")
-    segmenter = torch_segmenter(trained, policy, threshold=0.5, min_area=min_area)
+    segmenter = torch_segmenter(trained, policy, threshold=0.5, min_area=min_area, border=border)
     predictions = predict_tiles(segmenter, tiles)
     segmenter.decision_threshold = decision_threshold(
-        tiles, predictions, min_area, params["calibrate"]["max_free_flagged"]
+        tiles, predictions, min_area, border, params["calibrate"]["max_free_flagged"]
     )
     candidates = []
     for threshold in sorted(params["calibrate"]["thresholds"]):
@@ -56,6 +56,7 @@ def calibrate(params: dict[str, Any]) -> dict:
         "threshold": threshold,
         "decision_threshold": segmenter.decision_threshold,
         "min_area": min_area,
+        "border": border,
         "test_time_flip": policy.test_time_flip,
         "valid": metrics,
     }
@@ -69,13 +70,17 @@ def calibrate(params: dict[str, Any]) -> dict:
 
 
 def decision_threshold(
-    tiles: list[Tile], predictions: list[Prediction], min_area: int, max_free_flagged: float
+    tiles: list[Tile],
+    predictions: list[Prediction],
+    min_area: int,
+    border: int,
+    max_free_flagged: float,
 ) -> float:
     """The lowest threshold on the image score that flags at most `max_free_flagged` of
     the defect-free tiles: just above the score of the first one it must let pass."""
     free = sorted(
         (
-            image_score(p.probability, min_area)
+            image_score(p.probability, min_area, border)
             for t, p in zip(tiles, predictions, strict=True)
             if t.label == "Free"
         ),

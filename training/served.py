@@ -3,7 +3,7 @@ share, so that no stage imports another.
 
 The torch network runs inside the service's own Segmenter, so each stage scores exactly
 what the API will answer; `calibrate` writes how (the pixel and decision thresholds, the
-flip, min_area) and the later stages read it back from here.
+flip, min_area, border) and the later stages read it back from here.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ def served_segmenter(trained: Trained, path: Path = CALIBRATION) -> Segmenter:
         chosen["threshold"],
         chosen["min_area"],
         decision_threshold=chosen["decision_threshold"],
+        border=chosen["border"],
     )
 
 
 def read_calibration(path: Path = CALIBRATION) -> dict[str, Any]:
-    """What `calibrate` chose: the pixel and decision thresholds, min_area,
+    """What `calibrate` chose: the pixel and decision thresholds, min_area, border,
     test_time_flip, and the validation metrics."""
     if not path.is_file():
         raise SystemExit(f"error: no calibration at {path}; run `dvc repro calibrate` first.")
@@ -59,6 +60,7 @@ def torch_segmenter(
     threshold: float,
     min_area: int,
     decision_threshold: float | None = None,
+    border: int = 0,
 ) -> Segmenter:
     """A Segmenter that runs the torch network in place of the ONNX file."""
     model = Probabilities(trained.net).eval()
@@ -74,4 +76,5 @@ def torch_segmenter(
         min_area,
         decision_threshold=decision_threshold,
         classes=trained.classes,
+        border=border,
     )
