@@ -151,28 +151,26 @@ def image_score(probability: np.ndarray, min_area: int, border: int = 0) -> floa
     says what that was worth). Rounded, it is the very number the answer shows and the
     decision compares: a score shown as 0.7 is never below a threshold of 0.7.
     """
-    inside = _inside(probability, border)
+    inside, _ = _inside(probability, border)
     rank = min(min_area, inside.size)
     value = float(np.partition(inside.ravel(), -rank)[-rank])
     # float32 stores 0.9 as 0.89999998: a thousandth of a step keeps it 0.9, not 0.8999.
     return math.floor(value * 10**SCORE_DECIMALS + 1e-3) / 10**SCORE_DECIMALS
 
 
-def _inside(probability: np.ndarray, border: int) -> np.ndarray:
-    """The map without its band of `border` pixels; the whole map when the band would
-    leave nothing."""
+def _inside(probability: np.ndarray, border: int) -> tuple[np.ndarray, int]:
+    """The map without its band of `border` pixels, and the band left out: none when it
+    would leave nothing."""
     height, width = probability.shape
-    if border <= 0 or height <= 2 * border or width <= 2 * border:
-        return probability
-    return probability[border : height - border, border : width - border]
+    band = border if 0 < 2 * border < min(height, width) else 0
+    return probability[band : height - band, band : width - band], band
 
 
 def _peak(probability: np.ndarray, border: int) -> tuple[int, int]:
     """The coordinates of the most probable pixel outside the band."""
-    inside = _inside(probability, border)
+    inside, band = _inside(probability, border)
     y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
-    offset = (probability.shape[0] - inside.shape[0]) // 2
-    return int(y) + offset, int(x) + offset
+    return int(y) + band, int(x) + band
 
 
 def _components(
