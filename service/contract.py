@@ -93,7 +93,7 @@ class ModelCard:
         return cls(
             policy=_required(metadata, INPUT_POLICY_KEY, InputPolicy.from_json, source),
             threshold=_required(metadata, THRESHOLD_KEY, float, source),
-            min_area=_required(metadata, MIN_AREA_KEY, int, source),
+            min_area=_required(metadata, MIN_AREA_KEY, _region_pixels, source),
             decision_threshold=_optional(metadata, DECISION_THRESHOLD_KEY, float, source),
             classes=_optional(metadata, CLASSES_KEY, _class_names, source) or (),
             border=_optional(metadata, BORDER_KEY, _pixels, source) or 0,
@@ -222,6 +222,13 @@ def _class_names(text: str) -> tuple[str, ...]:
     ):
         raise ValueError("classes must be a JSON list of two or more distinct names")
     return tuple(names)
+
+
+def _region_pixels(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("a region holds at least one pixel")
+    return value
 
 
 def _pixels(text: str) -> int:

@@ -59,6 +59,8 @@ def test_a_card_with_classes_a_decision_threshold_and_a_border_round_trips() -> 
     [
         ("threshold", None, "lacks the metadata key 'threshold'"),
         ("min_area", "many", "has an invalid 'min_area'"),
+        ("min_area", "0", "has an invalid 'min_area'"),
+        ("min_area", "-8", "has an invalid 'min_area'"),
         ("input_policy", '{"stride": 16}', "has an invalid 'input_policy'"),
         ("input_policy", "[]", "has an invalid 'input_policy'"),
         ("decision_threshold", "high", "has an invalid 'decision_threshold'"),
