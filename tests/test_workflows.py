@@ -73,8 +73,12 @@ def test_tests_run_on_every_push_and_pull_request_with_the_ci_command() -> None:
     assert workflow["on"]["push"] is None, "every branch, no filter"
     runs = _runs(workflow)
     assert "bash .ci/run" in runs
-    cached = [step["with"]["path"] for step in _steps(workflow) if "cache" in step.get("uses", "")]
-    assert "~/.cache/tile-defects" in cached, "the locator's download cache is kept across runs"
+    caches = [step for step in _steps(workflow) if "cache" in step.get("uses", "")]
+    assert "~/.cache/tile-defects" in [step["with"]["path"] for step in caches], (
+        "the locator's download cache is kept across runs"
+    )
+    assert workflow["on"]["workflow_call"]["inputs"]["ref"]["required"], "a deploy's tag"
+    assert _steps(workflow)[0]["with"]["ref"] == "${{ inputs.ref }}"
 
 
 def test_experiments_train_on_a_cml_gpu_runner_and_report_on_the_pull_request() -> None:
@@ -190,9 +194,15 @@ def test_deploys_release_the_commit_of_their_stage_tag(stage: str) -> None:
     # With only `tags` under `push`, no branch push (no merge) starts it.
     assert set(workflow["on"]) == {"push", "workflow_dispatch"}
     assert workflow["on"]["push"] == {"tags": [f"segmenter#{stage}#*"]}
-    job = workflow["jobs"]["deploy"]
+    test, job = workflow["jobs"]["test"], workflow["jobs"]["deploy"]
     # By hand too, only from a stage tag: the same names as the push filter.
-    assert job["if"] == f"startsWith(github.ref, 'refs/tags/segmenter#{stage}#')"
+    assert test["if"] == f"startsWith(github.ref, 'refs/tags/segmenter#{stage}#')"
+    # The tag's commit passes the tests of record before it is released, restoring no
+    # cache: GitHub skips the callee's cache steps under the caller's cache-mode.
+    assert test["uses"] == "./.github/workflows/test.yml"
+    assert test["with"] == {"ref": "${{ github.ref }}"}
+    assert workflow["cache-mode"] == "none"
+    assert job["needs"] == "test"
     assert job["uses"] == "./.github/workflows/deploy-heroku.yml"
     assert job["with"]["ref"] == "${{ github.ref }}", "the tag, so its commit is built"
     assert job["secrets"]["HEROKU_APP"] == f"${{{{ secrets.{app_secret} }}}}"
