@@ -6,8 +6,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import time
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from benchmarks import footprint
 from benchmarks.model import ModelFiles
@@ -34,7 +37,9 @@ def describe(
         "quick": plan.quick,
         "plan": plan.__dict__,
         "machine": {
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
+            "reference_sort_ms": reference_sort_ms(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_average_before": list(os.getloadavg()),
@@ -74,3 +79,28 @@ def describe(
         "a JSON list of lists of 0/1 back",
         "service_python": "the fresh serving venv" if not plan.quick else "this venv (.venv)",
     }
+
+
+def reference_sort_ms(repetitions: int = 15) -> float:
+    """Median time of one core sorting the same million float32 numbers: a fixed workload
+    that scales the run's timings when two machines' results are compared."""
+    values = np.random.default_rng(0).random(1_000_000, dtype=np.float32)
+    times = []
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        np.sort(values)
+        times.append(time.perf_counter() - started)
+    return round(float(np.median(times)) * 1000, 2)
+
+
+def cpu_model() -> str:
+    """The processor's name, so that runs on different machines are not compared as equals;
+    platform.processor() is empty on most Linux machines."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

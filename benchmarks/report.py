@@ -37,7 +37,9 @@ def markdown(results: dict[str, Any]) -> str:
         "# Benchmark: the service against what a user would pick instead",
         "",
         f"{'Quick smoke run' if meta['quick'] else 'Full run'} of `python -m benchmarks.run` on "
-        f"{meta['started']}: {meta['machine']['cpus']} CPUs, load average before "
+        f"{meta['started']}: {meta['machine']['cpus']} CPUs "
+        f"({meta['machine'].get('cpu', 'processor not recorded')}; a million float32 sorted "
+        f"in {meta['machine'].get('reference_sort_ms', '?')} ms), load average before "
         f"{meta['machine']['load_average_before'][0]:.2f}, model `{meta['model']['version']}` "
         f"({meta['model']['source']}), {meta['seconds']} s in all.",
         "",
