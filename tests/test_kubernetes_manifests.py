@@ -21,6 +21,7 @@ from service.server import GRACEFUL_SHUTDOWN_SECONDS
 pytest_plugins = ["tests.service_fixtures"]
 
 MANIFESTS = REPO_ROOT / "deploy" / "kubernetes"
+KUSTOMIZATION = MANIFESTS / "kustomization.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 # Set in the image for glibc, not read by the service.
 PROCESS_VARIABLES = {"MALLOC_ARENA_MAX"}
@@ -29,9 +30,9 @@ BUILD_VARIABLES = {"MODEL_REGISTRY_VERSION"}
 
 
 def load_all() -> dict[str, dict[str, Any]]:
-    """Every resource in the folder, by kind."""
+    """Every resource in the folder, by kind (the kustomization is kustomize's, not the API's)."""
     resources: dict[str, dict[str, Any]] = {}
-    for path in sorted(MANIFESTS.glob("*.yaml")):
+    for path in sorted(set(MANIFESTS.glob("*.yaml")) - {KUSTOMIZATION}):
         for document in yaml.safe_load_all(path.read_text()):
             assert document["kind"] not in resources, f"two {document['kind']}s"
             resources[document["kind"]] = document
@@ -42,6 +43,16 @@ RESOURCES = load_all()
 POD = RESOURCES["Deployment"]["spec"]["template"]["spec"]
 CONTAINER = POD["containers"][0]
 ENVIRONMENT = {item["name"]: item["value"] for item in CONTAINER["env"]}
+
+
+def test_the_kustomization_applies_every_manifest_and_names_the_image() -> None:
+    kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
+    manifests = {path.name for path in MANIFESTS.glob("*.yaml")} - {KUSTOMIZATION.name}
+    assert set(kustomization["resources"]) == manifests
+    # kustomize replaces the image whose name matches, tag aside: a typo would ship the
+    # placeholder.
+    [image] = kustomization["images"]
+    assert CONTAINER["image"].split(":")[0] == image["name"]
 
 
 @pytest.mark.parametrize("kind", sorted(RESOURCES))
