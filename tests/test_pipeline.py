@@ -88,7 +88,19 @@ def test_evaluate_reports_every_metric(project: Path) -> None:
     for key in ("dice_defect", "iou_defect", "dice_all", "iou_all", "pixel_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0
     assert set(metrics["per_class_dice"]) == {"Blowhole", "Break", "Crack", "Fray", "Uneven"}
-    assert set(metrics["detection"]) == {"precision", "recall", "f1", "auroc", "free_flagged_rate"}
+    detection = metrics["detection"]
+    assert set(detection) == {
+        "precision",
+        "recall",
+        "f1",
+        "auroc",
+        "free_flagged_rate",
+        "recall_ci95",
+        "free_flagged_ci95",
+    }
+    for share, interval in (("recall", "recall_ci95"), ("free_flagged_rate", "free_flagged_ci95")):
+        assert 0.0 <= detection[interval]["low"] <= detection[share] <= 1.0
+        assert detection[share] <= detection[interval]["high"] <= 1.0
     # The ROC's best recall at calibrate's false-alarm rate is at least the served one's
     # whenever the served threshold keeps to that rate on the test tiles too.
     assert metrics["roc"]["max_free_flagged"] == 0.05 and 0.0 <= metrics["roc"]["recall"] <= 1.0
