@@ -10,10 +10,13 @@ INSTALLED := $(VENV)/.installed
 
 setup: $(INSTALLED) ## create or refresh .venv with the pipeline, the service and the test tools
 
-$(INSTALLED): requirements/serve.txt requirements/train.txt requirements/ray.txt requirements/dev.txt
+# The pipeline's packages are held to the versions the committed model was built with
+# (reports/packages.txt, which check_packages writes): a newer release of any of them,
+# even a transitive one, would make `dvc repro` retrain.
+$(INSTALLED): requirements/serve.txt requirements/train.txt requirements/ray.txt requirements/dev.txt reports/packages.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements/dev.txt
+	$(BIN)/pip install -r requirements/dev.txt -c reports/packages.txt
 	touch $@
 
 serve: $(INSTALLED) ## run the API on $$PORT (default 8000) with models/segmenter.onnx

@@ -8,7 +8,8 @@ import pytest
 
 from training.check_packages import pipeline_packages
 
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements" / "train.txt"
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = ROOT / "requirements" / "train.txt"
 
 
 def test_lists_the_pipeline_and_its_dependencies_but_not_test_tools() -> None:
@@ -29,3 +30,9 @@ def test_a_missing_requirement_says_how_to_install_it(tmp_path: Path) -> None:
     requirements.write_text("no-such-package-for-tile-defects==1.0\n")
     with pytest.raises(SystemExit, match="pip install -r"):
         pipeline_packages(requirements)
+
+
+def test_setup_installs_the_packages_the_committed_model_was_built_with() -> None:
+    """Otherwise `dvc repro` in a fresh clone retrains for a transitive upgrade."""
+    recorded = (ROOT / "reports" / "packages.txt").read_text().split("\n")[1:-1]
+    assert pipeline_packages(REQUIREMENTS)[1:] == recorded
