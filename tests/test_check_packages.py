@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from training.check_packages import pipeline_packages
+from harness.server import REPO_ROOT
+from training.check_packages import PACKAGES_FILE, pipeline_packages
 
-ROOT = Path(__file__).resolve().parents[1]
-REQUIREMENTS = ROOT / "requirements" / "train.txt"
+REQUIREMENTS = REPO_ROOT / "requirements" / "train.txt"
 
 
 def test_lists_the_pipeline_and_its_dependencies_but_not_test_tools() -> None:
@@ -37,15 +38,16 @@ def test_setup_installs_the_packages_the_committed_model_was_built_with() -> Non
 
     Packages a platform leaves out (CUDA's on a CPU-only torch) and local version labels
     (torch's "+cpu") are not the install's to decide."""
-    recorded = _versions((ROOT / "reports" / "packages.txt").read_text().split("\n")[1:-1])
+    recorded = _versions((REPO_ROOT / PACKAGES_FILE).read_text().splitlines()[1:])
     installed = _versions(pipeline_packages(REQUIREMENTS)[1:])
     differing = {
-        name: installed[name]
-        for name in installed
-        if recorded.get(name, installed[name]) != installed[name]
+        name: f"{version} installed, {recorded[name]} recorded"
+        for name, version in installed.items()
+        if name in recorded and recorded[name] != version
     }
-    assert not differing, f"installed {differing}; recorded {[recorded[n] for n in differing]}"
+    assert not differing, differing
 
 
 def _versions(lines: list[str]) -> dict[str, str]:
-    return {name: version.split("+")[0] for name, version in (line.split("==") for line in lines)}
+    """`name==version` lines as public versions by name (`+cpu` and the like dropped)."""
+    return {name: Version(version).public for name, version in (line.split("==") for line in lines)}
