@@ -26,9 +26,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from harness import REPO_ROOT
 from training.requirements import normalise, requirement_names
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_REQUIREMENTS = REPO_ROOT / "requirements" / "serve.txt"
 BENTOML_REQUIREMENTS = REPO_ROOT / "benchmarks" / "requirements-bentoml.txt"
 FASTAPI_REQUIREMENTS = REPO_ROOT / "benchmarks" / "requirements-fastapi.txt"

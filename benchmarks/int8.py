@@ -20,12 +20,12 @@ from benchmarks.log import log
 from benchmarks.model import ModelFiles, portable
 from benchmarks.plan import Plan
 from benchmarks.tiles import TilePhoto
+from harness import REPO_ROOT
 from harness.dataset import tile_dataset
 from service.framing import InputPolicy
 from service.imaging import decode_gray, read_header
 from service.segmenter import Segmenter, prepare
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW_DIR = REPO_ROOT / "data" / "raw"
 SPLIT = REPO_ROOT / "data" / "split.json"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")

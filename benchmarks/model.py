@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import REPO_ROOT
 from service.contract import file_sha256
 from service.segmenter import Runner
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_ONNX = REPO_ROOT / "models" / "segmenter.onnx"
 # The float network export always writes; PIPELINE_ONNX is it or its INT8 copy.
 PIPELINE_FLOAT_ONNX = REPO_ROOT / "models" / "segmenter-float.onnx"

@@ -49,6 +49,7 @@ from benchmarks.plan import CONCURRENCY, FULL, QUICK, Plan
 from benchmarks.servers import ServerSpec, launched
 from benchmarks.sweep import sweep
 from benchmarks.tiles import TilePhoto, pick_tiles
+from harness import REPO_ROOT
 from harness.multipart import FORM_TYPE, IMAGE_PART, form
 from harness.process import (
     MB,
@@ -61,7 +62,6 @@ from harness.process import (
 from harness.server import Server
 from service.segmenter import Segmenter, prepare
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 # Peers run in their own processes: onnxruntime's telemetry stays off there too.
 PEER_ENV = {"ORT_DISABLE_TELEMETRY": "1"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import REPO_ROOT
 from training.dataset_source import DatasetError, locate_dataset
 from training.params import load_params
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Free", "Uneven")
 
 __all__ = ["CLASSES", "DatasetError", "tile_dataset"]

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import REPO_ROOT
 from harness.process import MIB, rss_bytes
 from service.config import ENVIRONMENT_VARIABLES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICE_ARGS = ("-m", "service")
 
 

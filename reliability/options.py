@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from harness import REPO_ROOT
+
 DEFAULT_MODEL = REPO_ROOT / "models" / "segmenter.onnx"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -17,11 +17,12 @@ import cv2
 import httpx
 import numpy as np
 
+from harness import REPO_ROOT
 from harness.dockerfile import final_user, runs_as_root
 from harness.multipart import FORM_TYPE, IMAGE_PART, TEXT_PART, form
 from harness.server import Server, launch, wait_ready
 from reliability import answers, corpus, mutate
-from reliability.options import REPO_ROOT, Options
+from reliability.options import Options
 from reliability.report import CheckResult
 from reliability.server_log import log_problems
 

@@ -16,9 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import REPO_ROOT
 from training.requirements import pinned_versions
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_REQUIREMENTS = Path("requirements/serve.txt")
 CPU_LOCK = Path("docker/serve.lock")
 GPU_INPUT = Path("docker/gpu.in")

@@ -14,7 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from harness.server import REPO_ROOT, Server, serving
+from harness import REPO_ROOT
+from harness.server import Server, serving
 from harness.stand_in_model import build_stand_in_model
 
 REAL_MODEL = REPO_ROOT / "models" / "segmenter.onnx"

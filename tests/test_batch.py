@@ -24,8 +24,9 @@ import httpx
 import numpy as np
 import pytest
 
+from harness import REPO_ROOT
 from harness.dataset import CLASSES
-from harness.server import REPO_ROOT, service_environment
+from harness.server import service_environment
 
 pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow  # real processes: the command, a server, a Ray cluster

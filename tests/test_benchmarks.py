@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from harness import REPO_ROOT
 from harness.dataset import tile_dataset
-from harness.server import REPO_ROOT, service_environment
+from harness.server import service_environment
 
 pytestmark = pytest.mark.slow  # starts servers, takes about a minute
 

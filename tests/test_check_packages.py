@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 from training.check_packages import PACKAGES_FILE, pipeline_packages
 
 REQUIREMENTS = REPO_ROOT / "requirements" / "train.txt"

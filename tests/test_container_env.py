@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO_ROOT
 from harness.dockerfile import final_environment, final_user, instructions, runs_as_root
-from harness.server import REPO_ROOT, free_port
+from harness.server import free_port
 from harness.stand_in_model import build_stand_in_model
 from scripts.lock_images import (
     CPU_LOCK,

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 from harness.stand_in_model import build_stand_in_model
 from service.contract import ModelCard, ModelError, check_model_file, open_session
 from service.framing import InputPolicy

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
+from harness import REPO_ROOT
 from training.data_load import MANIFEST_HEADER, DatasetError, ManifestRow, load_dataset, main
 from training.dataset_source import DATA_DIR_VARIABLE, fingerprint
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Free", "Uneven")
 GITHUB_TOP_FOLDER = "Magnetic-tile-defect-datasets.-master"
 THRESHOLD = 128

@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 
 
 def test_devcontainer_runs_an_existing_setup_target_on_python_3_11() -> None:

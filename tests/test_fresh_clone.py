@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 from harness.tools import tool_environment
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from harness import REPO_ROOT
 from harness.dockerfile import final_environment, final_user
-from harness.server import REPO_ROOT
 from service.app import create_app, load_segmenter
 from service.config import ENVIRONMENT_VARIABLES, Settings
 from service.server import GRACEFUL_SHUTDOWN_SECONDS

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 from training.data_split import stratified_split
 from training.params import load_params
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 from harness.tools import tool_environment
 from tests.test_workflows import deploys_triggered_by_tag
 

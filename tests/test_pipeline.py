@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import REPO_ROOT
 from harness.tools import tool_environment
 from service.segmenter import Segmenter
 from training.dataset_source import DATA_DIR_VARIABLE, fingerprint
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = (
     "dvc.yaml",
     "params.yaml",

@@ -17,6 +17,7 @@ import anyio
 import numpy as np
 import pytest
 
+from harness import REPO_ROOT
 from harness.dockerfile import final_user, runs_as_root
 from reliability import corpus, mutate, security
 from reliability.options import QUICK, RESULTS_DIR, Options
@@ -112,9 +113,8 @@ def test_final_user_of_a_dockerfile(dockerfile: str, user: str | None, as_root: 
 
 
 def test_repository_dockerfiles_do_not_run_as_root() -> None:
-    repository = Path(__file__).resolve().parents[1]
     for name in security.DOCKERFILES:  # a name left over from a moved file fails here
-        assert not runs_as_root(final_user((repository / name).read_text())), name
+        assert not runs_as_root(final_user((REPO_ROOT / name).read_text())), name
 
 
 @pytest.mark.parametrize("width, height", [(0, 7), (70_000, 3), (2**31 - 1, 2**31 - 1)])

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 from scripts.make_report import CURVES_FILE, build_report, parse_tsv, plot_curves, read_curves
 
 DVC_YAML = """\

@@ -14,7 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from harness.server import REPO_ROOT, Server
+from harness import REPO_ROOT
+from harness.server import Server
 from service.segmenter import Segmenter
 from tests.raw_http import raw_exchange
 

@@ -15,7 +15,8 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from harness.server import REPO_ROOT, Server
+from harness import REPO_ROOT
+from harness.server import Server
 from service.app import create_app, load_segmenter
 from service.config import Settings
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from harness.server import REPO_ROOT, service_environment
+from harness import REPO_ROOT
+from harness.server import service_environment
 from service.app import create_app, load_segmenter
 from service.config import DEFAULT_MODEL_PATH, Settings, SettingsError
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.server import REPO_ROOT
+from harness import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github/workflows"
 # The secrets the README tells a maintainer to create; no workflow may need another.
