@@ -39,4 +39,5 @@ def torch_segmenter(checkpoint: Path, served: Segmenter) -> Segmenter:
         card=dataclasses.replace(served.card, version="pytorch-eager"),
         sha256=served.sha256,
         providers=[f"torch {torch.__version__} eager CPU, {torch.get_num_threads()} threads"],
+        border=served.border,
     )

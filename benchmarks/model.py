@@ -2,9 +2,10 @@
 
 Every setup must run the same weights, so the ONNX file and the torch checkpoint are
 resolved as a pair, and their outputs are compared on a real tile before any timing.
-Before the pipeline has produced models/, a throwaway pair (random weights, the real
-architecture from params.yaml) is built in a cache folder: the timings of an untrained
-net are the same as a trained one's, since the work does not depend on the weights.
+Where models/ has the ONNX file but not its checkpoint (a fresh clone), the checkpoint is
+rebuilt from the file's weights in a cache folder. Without even the file, a throwaway pair
+(random weights, the real architecture from params.yaml) is built there: the timings of
+an untrained net are the same as a trained one's, but its INT8 Dice means nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.from_onnx import rebuild_checkpoint
 from harness import REPO_ROOT
 from service.contract import file_sha256
 from service.segmenter import Runner
@@ -28,7 +30,7 @@ PIPELINE_CHECKPOINT = REPO_ROOT / "models" / "checkpoint.pt"
 class ModelFiles:
     onnx: Path  # the file the service serves
     checkpoint: Path
-    source: str  # "pipeline" or "throwaway"
+    source: str  # "given", "pipeline", "pipeline-onnx" (checkpoint rebuilt) or "throwaway"
     float_onnx: Path  # the float network: `onnx` itself unless that is an INT8 copy
 
     @property
@@ -50,15 +52,22 @@ class ModelFiles:
 
 
 def resolve_model(onnx: Path | None, checkpoint: Path | None, cache_dir: Path) -> ModelFiles:
-    """The pair given, else the pipeline's models/ pair, else a throwaway pair in `cache_dir`."""
+    """The pair given, else the pipeline's models/ pair (its checkpoint rebuilt from the float
+    ONNX file in `cache_dir` when only the files are there), else a throwaway pair there."""
     if onnx or checkpoint:
         if not (onnx and checkpoint and onnx.is_file() and checkpoint.is_file()):
             raise SystemExit("error: --onnx and --checkpoint must both name existing files")
         return ModelFiles(onnx, checkpoint, "given", onnx)
-    if PIPELINE_ONNX.is_file() and PIPELINE_CHECKPOINT.is_file():
-        float_onnx = PIPELINE_FLOAT_ONNX if PIPELINE_FLOAT_ONNX.is_file() else PIPELINE_ONNX
+    if not PIPELINE_ONNX.is_file():
+        return build_throwaway(cache_dir / "throwaway-model")
+    float_onnx = PIPELINE_FLOAT_ONNX if PIPELINE_FLOAT_ONNX.is_file() else PIPELINE_ONNX
+    if PIPELINE_CHECKPOINT.is_file():
         return ModelFiles(PIPELINE_ONNX, PIPELINE_CHECKPOINT, "pipeline", float_onnx)
-    return build_throwaway(cache_dir / "throwaway-model")
+    # Named by the file's hash, so a new export is never paired with an old rebuild.
+    rebuilt = cache_dir / "from-onnx" / f"{file_sha256(float_onnx)[:16]}.pt"
+    if not rebuilt.is_file():
+        rebuild_checkpoint(float_onnx, rebuilt)
+    return ModelFiles(PIPELINE_ONNX, rebuilt, "pipeline-onnx", float_onnx)
 
 
 def build_throwaway(folder: Path) -> ModelFiles:

@@ -1,10 +1,10 @@
 """`python -m benchmarks.run --quick` end to end: every section is there and makes sense.
 
-One quick run (real servers, real photos) is shared by the tests below. It uses
-models/segmenter.onnx and models/checkpoint.pt when the pipeline has produced them, else
-a throwaway model that the benchmark builds in tmp. No timing threshold is asserted:
-timings depend on the machine; only their consistency is. The quick run skips the
-original service; its Learner, app and exported network are checked here in-process.
+One quick run (real servers, real photos) is shared by the tests below. It uses the
+committed models/segmenter.onnx, with models/checkpoint.pt when the pipeline has produced
+it, else torch weights the benchmark rebuilds from the ONNX file in tmp. No timing
+threshold is asserted: timings depend on the machine; only their consistency is. The quick
+run skips the original service; its Learner, app and exported network are checked here in-process.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 from harness import REPO_ROOT
 from harness.dataset import tile_dataset
 from harness.server import service_environment
+from service.contract import file_sha256
 
 pytestmark = pytest.mark.slow  # starts servers, takes about a minute
 
@@ -76,7 +77,9 @@ def test_writes_json_markdown_and_picture(bench: tuple[dict[str, Any], Path]) ->
 
 def test_model_and_tiles_are_real_and_shared(bench: tuple[dict[str, Any], Path]) -> None:
     meta = bench[0]["meta"]
-    assert meta["model"]["source"] in ("pipeline", "throwaway")
+    # A fresh clone benchmarks the committed model, not a throwaway one.
+    assert meta["model"]["source"] in ("pipeline", "pipeline-onnx")
+    assert meta["model"]["onnx_sha256"] == file_sha256(REPO_ROOT / "models" / "segmenter.onnx")
     # Every setup runs the same weights.
     assert meta["model"]["max_abs_diff_onnx_vs_torch"] < 1e-3
     pixels = [meta["tiles"][name]["pixels"] for name in TILES]
