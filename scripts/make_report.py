@@ -33,6 +33,7 @@ from matplotlib.ticker import MaxNLocator
 
 CURVES_DIR = Path("dvclive/plots/metrics")
 OVERLAYS_DIR = Path("reports/evaluate/overlays")
+ERROR_SHEET = Path("reports/evaluate/errors.jpg")
 CURVES_FILE = "learning_curves.png"
 DEFAULT_OUT = Path("reports/cml")
 MAX_OVERLAYS = 12
@@ -289,6 +290,12 @@ def build_report(repo: Path, out: Path, base: str | None = None) -> Path:
     plot_curves(read_curves(repo), out / CURVES_FILE, base_curves)
     caption = "Learning curves" + (f" (dashed: `{base}`)" if base_curves else "")
     lines += ["## Learning curves", "", f"![{caption}](./{CURVES_FILE})", ""]
+    lines += ["## Test tiles the decision gets wrong", ""]
+    if (repo / ERROR_SHEET).is_file():
+        shutil.copyfile(repo / ERROR_SHEET, out / ERROR_SHEET.name)
+        lines += [f"![Defect-free tiles rejected, defect tiles passed](./{ERROR_SHEET.name})", ""]
+    else:
+        lines += [f"_No {ERROR_SHEET}; run the evaluate stage._", ""]
     overlays = copy_overlays(repo, out)
     lines += ["## Test tiles: predicted defects over the photo", ""]
     if overlays:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from packaging.version import Version
@@ -24,6 +26,28 @@ def test_is_sorted_and_stable() -> None:
     assert first == pipeline_packages(REQUIREMENTS)
     names = [line.split("==")[0] for line in first[1:]]
     assert names == sorted(names)
+
+
+def test_lists_only_what_every_platform_installs() -> None:
+    """So that a laptop (macOS, or Linux with a CPU-only torch) does not retrain what a
+    Linux GPU box built: CUDA's libraries come with torch on Linux only, uvloop off Windows."""
+    names = {line.split("==")[0] for line in pipeline_packages(REQUIREMENTS)}
+    assert {"sympy", "networkx", "filelock"} <= names  # torch's own, on every platform
+    assert not names & {"cuda-toolkit", "nvidia-cudnn-cu13", "nvidia-cublas", "triton", "uvloop"}
+
+
+def test_a_build_label_is_not_a_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.14.1+cpu is the release the committed model was built with."""
+    real = metadata.distribution
+
+    def labelled(name: str) -> metadata.Distribution:
+        distribution = real(name)
+        if name != "torch":
+            return distribution
+        return SimpleNamespace(version="2.14.1+cpu", requires=distribution.requires)
+
+    monkeypatch.setattr(metadata, "distribution", labelled)
+    assert "torch==2.14.1" in pipeline_packages(REQUIREMENTS)
 
 
 def test_a_missing_requirement_says_how_to_install_it(tmp_path: Path) -> None:

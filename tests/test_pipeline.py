@@ -80,6 +80,7 @@ def test_every_stage_writes_its_outputs(project: Path) -> None:
     assert calibration["min_area"] == 8 and calibration["border"] == 4
     assert calibration["test_time_flip"] is True
     assert len(list((project / "reports/evaluate/overlays").glob("*.jpg"))) == 4
+    assert (project / "reports/evaluate/errors.jpg").stat().st_size > 0
     assert (project / "dvclive/metrics.json").is_file()
 
 

@@ -87,6 +87,7 @@ def _make_experiment(repo: Path) -> Path:
     for index in range(3):
         picture = np.full((48, 64, 3), 60 * index, np.uint8)
         cv2.imwrite(str(overlays / f"MT_Crack_{index}.jpg"), picture)
+    cv2.imwrite(str(repo / "reports/evaluate/errors.jpg"), np.zeros((48, 64, 3), np.uint8))
     return repo
 
 
@@ -108,6 +109,7 @@ def test_report_diffs_metrics_and_params_against_the_base(experiment: Path, tmp_
     assert f"![Learning curves (dashed: `base`)](./{CURVES_FILE})" in report
     curves = cv2.imread(str(out / CURVES_FILE))
     assert curves is not None and curves.shape[1] > curves.shape[0] > 200
+    assert "](./errors.jpg)" in report and (out / "errors.jpg").is_file()
     for index in range(3):
         assert f"](./overlays/MT_Crack_{index}.jpg)" in report
         assert (out / f"overlays/MT_Crack_{index}.jpg").is_file()

@@ -2,8 +2,8 @@
 
 Run as `python -m training.evaluate`, after `calibrate`. The tiles go through the service's own
 preprocessing and postprocessing (a Segmenter with a torch runner), uncropped.
-Writes metrics, plot data (ROC, per-class Dice and IoU, the tiles' class confusion) and
-overlay pictures for reports.
+Writes metrics, plot data (ROC, per-class Dice and IoU, the tiles' class confusion),
+overlay pictures for reports and one sheet of the tiles the decision got wrong.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import json
 from typing import Any
 
 import cv2
-import numpy as np
 
 from service.regions import Segmentation
 from service.segmenter import Prediction, Segmenter
 from training.checkpoint import load_checkpoint
 from training.dataset import Tile, load_tiles
 from training.params import load_params
+from training.pictures import error_sheet, triptych
 from training.scoring import (
     TileScore,
     predict_tiles,
@@ -28,6 +28,8 @@ from training.scoring import (
     summarise,
 )
 from training.served import EVALUATION_DIR, EVALUATION_METRICS, served_segmenter
+
+ERROR_SHEET = EVALUATION_DIR / "errors.jpg"
 
 
 def main() -> None:
@@ -46,7 +48,7 @@ def evaluate(params: dict[str, Any]) -> dict:
         **summarise(scores),
         "roc": recall_at_free_flagged(scores, params["calibrate"]["max_free_flagged"]),
     }
-    write_reports(metrics, scores, tiles, predictions, segmenter, params["evaluate"]["overlays"])
+    write_reports(metrics, scores, tiles, predictions, segmenter, params["evaluate"])
     print(json.dumps(metrics, indent=2))
     return metrics
 
@@ -57,9 +59,10 @@ def write_reports(
     tiles: list[Tile],
     predictions: list[Prediction],
     segmenter: Segmenter,
-    overlays: int,
+    settings: dict[str, int],
 ) -> None:
-    """Metrics JSON, plot data for `dvc plots`, and input | truth | prediction pictures."""
+    """Metrics JSON, plot data for `dvc plots`, input | truth | prediction pictures and the
+    sheet of the decision's errors."""
     plots = EVALUATION_DIR / "plots"
     pictures = EVALUATION_DIR / "overlays"
     for folder in (plots, pictures):
@@ -78,30 +81,14 @@ def write_reports(
     (plots / "per_class_iou.json").write_text(json.dumps(per_class_iou, indent=1) + "\n")
     tile_classes = [{"actual": s.label, "predicted": s.predicted_label} for s in scores]
     (plots / "tile_classes.json").write_text(json.dumps(tile_classes, indent=1) + "\n")
-    for index in _overlay_sample(tiles, overlays):
+    sheet = error_sheet(tiles, predictions, scores, segmenter, settings["error_tiles"])
+    cv2.imwrite(str(ERROR_SHEET), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    for index in _overlay_sample(tiles, settings["overlays"]):
         tile = tiles[index]
         answer = segmenter.postprocess(predictions[index])
         name = tile.id.replace("/", "__")
         picture = triptych(tile.image, tile.mask, answer.mask, _caption(tile.label, answer))
         cv2.imwrite(str(pictures / f"{name}.jpg"), picture)
-
-
-def triptych(
-    image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, captions: tuple[str, str]
-) -> np.ndarray:
-    """The photo, then the truth in green, then the prediction in red, side by side, each
-    under a caption that says which it is (and, from `captions`, what each says)."""
-    photo = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    panels = [_captioned(photo, "photo", (255, 255, 255))]
-    for mask, colour, caption in (
-        (truth, (0, 200, 0), f"truth: {captions[0]}"),
-        (predicted, (0, 0, 255), f"prediction: {captions[1]}"),
-    ):
-        tinted = photo.copy()
-        tinted[mask > 0] = (0.4 * tinted[mask > 0] + 0.6 * np.array(colour)).astype(np.uint8)
-        panels.append(_captioned(tinted, caption, colour))
-    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
-    return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
 
 
 def _caption(label: str, answer: Segmentation) -> tuple[str, str]:
@@ -110,17 +97,6 @@ def _caption(label: str, answer: Segmentation) -> tuple[str, str]:
         return label.lower(), "pass"
     found = sorted({region.class_name or "defect" for region in answer.regions})
     return label.lower(), "reject, " + "+".join(found)
-
-
-def _captioned(panel: np.ndarray, caption: str, colour: tuple[int, int, int]) -> np.ndarray:
-    """`panel` under a black strip with `caption` written in `colour`."""
-    scale = 0.45
-    # Measured on fixed text, so that the three strips have one height.
-    (_, height), baseline = cv2.getTextSize("Agp", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    strip = np.zeros((height + baseline + 8, panel.shape[1], 3), np.uint8)
-    origin = (4, 4 + height)
-    cv2.putText(strip, caption, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
-    return np.vstack([strip, panel])
 
 
 def _overlay_sample(tiles: list[Tile], count: int) -> list[int]:
