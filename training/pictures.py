@@ -64,9 +64,7 @@ def error_sheet(
     rejected.sort(key=lambda i: -scores[i].score)
     passed.sort(key=lambda i: scores[i].score)
     shown = (rejected + passed)[:limit]
-    cells = [
-        _close_up(tiles[i], predictions[i], scores[i], segmenter, i in rejected) for i in shown
-    ]
+    cells = [_close_up(tiles[i], predictions[i], scores[i], segmenter) for i in shown]
     free = sum(not s.is_defect_class for s in scores)
     header = (
         f"decision threshold {segmenter.decision_threshold:.4f}: {len(rejected)} of {free} "
@@ -88,11 +86,11 @@ def captioned(panel: np.ndarray, caption: str, colour: tuple[int, int, int]) -> 
 
 
 def _close_up(
-    tile: Tile, prediction: Prediction, score: TileScore, segmenter: Segmenter, rejected: bool
+    tile: Tile, prediction: Prediction, score: TileScore, segmenter: Segmenter
 ) -> np.ndarray:
     """The WINDOW-pixel square around the spot that decided `tile`, under two captions."""
     probability = prediction.probability
-    if rejected or not tile.mask.any():
+    if score.flagged or not tile.mask.any():
         candidates = np.zeros_like(tile.mask, dtype=bool)
         band = segmenter.border
         candidates[band : candidates.shape[0] - band, band : candidates.shape[1] - band] = True
@@ -115,7 +113,7 @@ def _close_up(
         ((0, WINDOW - picture.shape[0]), (0, WINDOW - picture.shape[1]), (0, 0)),
     )
     picture = cv2.resize(picture, None, fx=ZOOM, fy=ZOOM, interpolation=cv2.INTER_NEAREST)
-    verdict = f"reject, {score.predicted_label.lower()}" if rejected else "pass"
+    verdict = f"reject, {score.predicted_label.lower()}" if score.flagged else "pass"
     described = captioned(picture, f"{tile.label.lower()} -> {verdict} {score.score:.3f}", TEXT)
     return captioned(described, tile.id.split("/")[-1], TEXT)
 
