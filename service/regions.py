@@ -101,9 +101,9 @@ def find_regions(
     if not keep.any():
         regions_threshold = decision_threshold
         labels, stats, _ = _components(probability, decision_threshold, 1)
-        peak = _peak(probability, border)
+        spot = peak(probability, border)
         keep = np.zeros(len(stats), bool)
-        keep[labels[peak]] = True
+        keep[labels[spot]] = True
     mask = np.where(keep[labels], np.uint8(255), np.uint8(0))
     foreground = labels.astype(bool)
     sums = np.bincount(labels[foreground], weights=probability[foreground], minlength=len(stats))
@@ -158,19 +158,20 @@ def image_score(probability: np.ndarray, min_area: int, border: int = 0) -> floa
     return math.floor(value * 10**SCORE_DECIMALS + 1e-3) / 10**SCORE_DECIMALS
 
 
+def peak(probability: np.ndarray, border: int) -> tuple[int, int]:
+    """The coordinates of the most probable pixel outside the band: where a rejected tile
+    with no region large enough is shown."""
+    inside, band = _inside(probability, border)
+    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    return int(y) + band, int(x) + band
+
+
 def _inside(probability: np.ndarray, border: int) -> tuple[np.ndarray, int]:
     """The map without its band of `border` pixels, and the band left out: none when it
     would leave nothing."""
     height, width = probability.shape
     band = border if 0 < 2 * border < min(height, width) else 0
     return probability[band : height - band, band : width - band], band
-
-
-def _peak(probability: np.ndarray, border: int) -> tuple[int, int]:
-    """The coordinates of the most probable pixel outside the band."""
-    inside, band = _inside(probability, border)
-    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
-    return int(y) + band, int(x) + band
 
 
 def _components(

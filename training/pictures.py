@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from service.regions import peak
 from service.segmenter import Prediction, Segmenter
 from training.dataset import Tile
 from training.scoring import TileScore
@@ -91,13 +92,10 @@ def _close_up(
     """The WINDOW-pixel square around the spot that decided `tile`, under two captions."""
     probability = prediction.probability
     if score.flagged or not tile.mask.any():
-        candidates = np.zeros_like(tile.mask, dtype=bool)
-        band = segmenter.border
-        candidates[band : candidates.shape[0] - band, band : candidates.shape[1] - band] = True
+        row, column = peak(probability, segmenter.border)
     else:
-        candidates = tile.mask > 0
-    spot = np.argmax(np.where(candidates, probability, -1.0))
-    row, column = np.unravel_index(spot, probability.shape)
+        spot = np.argmax(np.where(tile.mask > 0, probability, -1.0))
+        row, column = np.unravel_index(spot, probability.shape)
     top = int(np.clip(row - WINDOW // 2, 0, max(tile.image.shape[0] - WINDOW, 0)))
     left = int(np.clip(column - WINDOW // 2, 0, max(tile.image.shape[1] - WINDOW, 0)))
     window = np.s_[top : top + WINDOW, left : left + WINDOW]
