@@ -158,8 +158,7 @@ class _Service:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        warm_up_image = np.full((256, 256), 128, np.uint8)
-        await to_thread.run_sync(self._warm_up, warm_up_image)
+        await to_thread.run_sync(self._warm_up)
         self.warmed_up = True
         model = self.model_info["model"]
         logger.info(
@@ -228,9 +227,20 @@ class _Service:
         }
         return segmentation, body, media_type, timings
 
-    def _warm_up(self, image: np.ndarray) -> None:
+    def _warm_up(self) -> None:
+        """One request's whole path, every answer format included, outside the metrics.
+
+        OpenCV and onnxruntime set themselves up on first use (the first request took
+        70 ms instead of 30, reading the CPU quota from /sys on the way); users should
+        not pay for that, nor should uploads share a moment with it. The photo is as
+        large as a typical tile, so that it is scaled both ways as theirs are.
+        """
+        image = encode_png(np.full((400, 400), 128, np.uint8))
+        gray = decode_gray(image, read_header(image, self.settings.max_image_pixels))
         with self.inference_gate:
-            self.segmenter.segment(image)
+            prediction = self.segmenter.predict(gray)
+        for answer in FORMATS:
+            _render(self.segmenter, answer, gray, prediction)
 
 
 def _negotiate(request: Request) -> str:
