@@ -8,7 +8,11 @@ service/regions.py):
   `calibrate.max_free_flagged` of the defect-free validation tiles, so the highest recall
   at that false-alarm rate;
 - the pixel threshold, which draws the regions of the tiles so flagged: the one of
-  `calibrate.thresholds` with the best pooled Dice on the validation tiles.
+  `calibrate.thresholds` with the best mean of the per-folder Dice on the validation
+  tiles (ties: the best pooled Dice). Pooled Dice is carried by the frays and uneven
+  surfaces of thousands of pixels; a threshold low enough to add a few of their edge
+  pixels can draw a false region beside a blowhole of a few dozen and halve that class's
+  Dice. Each class counting the same is how the training loss weighs them, too.
 
 Writes reports/calibrate.json, which `evaluate` and `export` serve the network by
 (training/served.py reads it). Kept apart from `train` so that a change to inference
@@ -49,9 +53,8 @@ def calibrate(params: dict[str, Any]) -> dict:
     candidates = []
     for threshold in sorted(params["calibrate"]["thresholds"]):
         segmenter.threshold = float(threshold)
-        metrics = summarise(score_tiles(segmenter, tiles, predictions))
-        candidates.append((metrics["dice_defect"], float(threshold), metrics))
-    _, threshold, metrics = max(candidates)
+        candidates.append((float(threshold), summarise(score_tiles(segmenter, tiles, predictions))))
+    threshold, metrics = pixel_threshold(candidates)
     calibration = {
         "threshold": threshold,
         "decision_threshold": segmenter.decision_threshold,
@@ -93,6 +96,18 @@ def decision_threshold(
         return 0.0
     # Scores have SCORE_DECIMALS decimals: one step above this one lets it pass.
     return round(free[allowed] + 10**-SCORE_DECIMALS, SCORE_DECIMALS)
+
+
+def pixel_threshold(candidates: list[tuple[float, dict]]) -> tuple[float, dict]:
+    """The (threshold, validation metrics) pair with the best mean per-folder Dice, then
+    the best pooled Dice, then the higher threshold."""
+    return max(candidates, key=_class_balanced_dice)
+
+
+def _class_balanced_dice(candidate: tuple[float, dict]) -> tuple[float, float, float]:
+    threshold, metrics = candidate
+    per_folder = list(metrics["per_class_dice"].values())
+    return sum(per_folder) / len(per_folder), metrics["dice_defect"], threshold
 
 
 if __name__ == "__main__":
