@@ -4,8 +4,16 @@ The split is written as lists of image ids, not as copied files:
 
     data/split.json   {"seed": 42, "train": [ids], "valid": [ids], "test": [ids]}
 
-Each class sends `split.test_fraction` of its images to test, then `split.valid_fraction`
-of the rest to valid; a class with at least 3 images has at least one image in each split.
+Each class sends about `split.test_fraction` of its images to test, then
+`split.valid_fraction` of the rest to valid; a class with at least 3 images (or groups)
+has at least one in each split.
+
+The dataset photographs each tile about six times, once under each of its lighting setups
+(`exp1` to `exp6` in the file names), in a burst of nearby frame numbers (`num_N`). With
+`split.group_frames` above 0, photos of one folder whose frame numbers lie within that
+many of the next one are taken for one tile and kept in one split, so that test figures
+say how the network does on tiles it has never seen, not on other photos of its training
+tiles. At 0 each photo is split on its own.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import csv
 import json
 import logging
 import random
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Mapping
@@ -38,9 +47,12 @@ def split_dataset(
     seed: int,
     test_fraction: float,
     valid_fraction: float,
+    group_frames: int = 0,
 ) -> dict[str, list[str]]:
     """Split the manifest's images and write `split_path`; returns {"train"|"valid"|"test": ids}."""
-    split = stratified_split(read_manifest(manifest_path), seed, test_fraction, valid_fraction)
+    split = stratified_split(
+        read_manifest(manifest_path), seed, test_fraction, valid_fraction, group_frames
+    )
     split_path.parent.mkdir(parents=True, exist_ok=True)
     split_path.write_text(json.dumps({"seed": seed, **split}, indent=2) + "\n")
     return split
@@ -51,8 +63,10 @@ def stratified_split(
     seed: int,
     test_fraction: float,
     valid_fraction: float,
+    group_frames: int = 0,
 ) -> dict[str, list[str]]:
-    """Split image ids (mapped to their class) per class; each list is sorted."""
+    """Split image ids (mapped to their class) per class, each tile's photos together when
+    `group_frames` is above 0; each list is sorted."""
     for name, fraction in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
         if not 0 <= fraction < 1:
             raise SplitError(f"split.{name} is {fraction}; set it to at least 0 and below 1.")
@@ -62,16 +76,41 @@ def stratified_split(
 
     split: dict[str, list[str]] = {name: [] for name in SPLITS}
     for class_name, images in sorted(by_class.items()):
+        groups = tile_groups(images, group_frames)
+        if len(groups) < 3:
+            log.warning(
+                "class %s has %d tiles, too few to split: all in train", class_name, len(groups)
+            )
+            split["train"] += images
+            continue
         n_test, n_valid = _split_sizes(len(images), test_fraction, valid_fraction)
-        if len(images) < 3:
-            log.warning("class %s has %d images, all in train", class_name, len(images))
         # One generator per class, so adding or resizing a class leaves the others' split alone.
-        shuffled = sorted(images)
-        random.Random(f"{seed}:{class_name}").shuffle(shuffled)
-        split["test"] += shuffled[:n_test]
-        split["valid"] += shuffled[n_test : n_test + n_valid]
-        split["train"] += shuffled[n_test + n_valid :]
+        random.Random(f"{seed}:{class_name}").shuffle(groups)
+        taken = {"test": 0, "valid": 0}
+        for group in groups:
+            name = _destination(taken, len(group), {"test": n_test, "valid": n_valid})
+            split[name] += group
+            if name in taken:
+                taken[name] += len(group)
     return {name: sorted(ids) for name, ids in split.items()}
+
+
+def tile_groups(images: list[str], group_frames: int) -> list[list[str]]:
+    """The photos of each tile, sorted: runs of frame numbers at most `group_frames` apart.
+    At 0, and for a photo whose name has no frame number, each photo is its own tile."""
+    if group_frames <= 0:
+        return [[image] for image in sorted(images)]
+    frames = {image: _FRAME.search(image) for image in images}
+    groups = [[image] for image, frame in sorted(frames.items()) if frame is None]
+    numbered = sorted((int(frame[1]), image) for image, frame in frames.items() if frame)
+    previous = None
+    for number, image in numbered:
+        if previous is not None and number - previous <= group_frames:
+            groups[-1].append(image)
+        else:
+            groups.append([image])
+        previous = number
+    return [sorted(group) for group in groups]
 
 
 def read_manifest(path: Path) -> dict[str, str]:
@@ -106,12 +145,26 @@ def main() -> None:
             int(params["seed"]),
             float(params["test_fraction"]),
             float(params["valid_fraction"]),
+            int(params["group_frames"]),
         )
     except SplitError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     sizes = ", ".join(f"{len(split[name])} {name}" for name in SPLITS)
     log.info("wrote %s: %s", SPLIT_PATH, sizes)
+
+
+_FRAME = re.compile(r"_num_(\d+)$")
+
+
+def _destination(taken: dict[str, int], size: int, targets: dict[str, int]) -> str:
+    """Where the next tile of a class goes: test while it holds fewer photos than its
+    target (by more than half the tile), then valid the same way, then train; test and
+    valid each get at least one tile."""
+    for name in ("test", "valid"):
+        if taken[name] == 0 or taken[name] + size / 2 <= targets[name]:
+            return name
+    return "train"
 
 
 def _split_sizes(n: int, test_fraction: float, valid_fraction: float) -> tuple[int, int]:
