@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from training.data_load import load_dataset
-from training.data_split import SplitError, main, read_manifest, split_dataset, stratified_split
+from training.data_split import (
+    SplitError,
+    main,
+    read_manifest,
+    split_dataset,
+    stratified_split,
+    tile_groups,
+)
 
 # The public dataset's class sizes.
 CLASS_SIZES = {"Blowhole": 115, "Break": 85, "Crack": 57, "Fray": 32, "Free": 952, "Uneven": 103}
@@ -129,7 +136,7 @@ def test_main_reports_missing_manifest_and_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "params.yaml").write_text(
-        "split:\n  seed: 42\n  test_fraction: 0.2\n  valid_fraction: 0.15\n"
+        "split:\n  seed: 42\n  test_fraction: 0.2\n  valid_fraction: 0.15\n  group_frames: 0\n"
     )
     monkeypatch.chdir(tmp_path)
 
@@ -146,7 +153,7 @@ def test_main_splits_data_load_output(
     tmp_path: Path, dataset_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "params.yaml").write_text(
-        "split:\n  seed: 42\n  test_fraction: 0.2\n  valid_fraction: 0.15\n"
+        "split:\n  seed: 42\n  test_fraction: 0.2\n  valid_fraction: 0.15\n  group_frames: 0\n"
     )
     monkeypatch.chdir(tmp_path)
     load_dataset(str(dataset_dir), Path("data/raw"), Path("data/manifest.csv"), 128)
@@ -156,3 +163,63 @@ def test_main_splits_data_load_output(
     split = json.loads(Path("data/split.json").read_text())
     for name in SPLITS:  # 3 images per class: one in each split
         assert class_counts(split[name]) == dict.fromkeys(CLASS_SIZES, 1)
+
+
+def burst_photos(tiles_per_class: dict[str, int]) -> dict[str, str]:
+    """Photos named as the dataset's: each tile shot under six exposures, frames 20 apart,
+    tiles 5000 frames apart."""
+    return {
+        f"MT_{name}/exp{exposure}_num_{5000 * tile + 20 * exposure}": name
+        for name, tiles in tiles_per_class.items()
+        for tile in range(1, tiles + 1)
+        for exposure in range(1, 7)
+    }
+
+
+def test_grouped_split_keeps_every_tiles_photos_in_one_split() -> None:
+    photos = burst_photos({"Fray": 6, "Crack": 10, "Free": 80})
+
+    split = stratified_split(photos, 42, 0.2, 0.15, group_frames=100)
+
+    splits_of_tile: dict[tuple[str, int], set[str]] = {}
+    for name in SPLITS:
+        for image in split[name]:
+            splits_of_tile.setdefault(_tile_of(image), set()).add(name)
+    assert sum(len(split[name]) for name in SPLITS) == len(photos)
+    assert len(splits_of_tile) == 96
+    assert all(len(names) == 1 for names in splits_of_tile.values())
+    for name in ("Fray", "Crack", "Free"):
+        assert all(class_counts(split[subset])[name] >= 6 for subset in SPLITS)
+    assert class_counts(split["test"])["Free"] == 96  # 16 of the 80 tiles: 20%
+
+
+def _tile_of(image: str) -> tuple[str, int]:
+    folder, name = image.split("/")
+    return folder, int(name.rsplit("_", 1)[1]) // 5000
+
+
+def test_photo_split_spreads_a_tiles_exposures() -> None:
+    photos = burst_photos({"Free": 80})
+
+    split = stratified_split(photos, 42, 0.2, 0.15, group_frames=0)
+
+    test_tiles = {_tile_of(image) for image in split["test"]}
+    train_tiles = {_tile_of(image) for image in split["train"]}
+    assert len(split["test"]) == 96 and test_tiles & train_tiles
+
+
+def test_tile_groups_chain_nearby_frames_and_leave_unnumbered_photos_alone() -> None:
+    photos = [
+        "MT_A/exp1_num_100",
+        "MT_A/exp2_num_180",
+        "MT_A/exp3_num_260",
+        "MT_A/exp1_num_900",
+        "MT_A/scan",
+    ]
+
+    assert tile_groups(photos, 100) == [
+        ["MT_A/scan"],
+        ["MT_A/exp1_num_100", "MT_A/exp2_num_180", "MT_A/exp3_num_260"],
+        ["MT_A/exp1_num_900"],
+    ]
+    assert tile_groups(photos, 0) == [[photo] for photo in sorted(photos)]
