@@ -51,7 +51,11 @@ def test_split(shared_data_dir: Path) -> dict[str, list[Path]]:
     }
     split = load_params(REPO_ROOT / "params.yaml")["split"]
     test_ids = stratified_split(
-        classes, split["seed"], split["test_fraction"], split["valid_fraction"]
+        classes,
+        split["seed"],
+        split["test_fraction"],
+        split["valid_fraction"],
+        split["group_frames"],
     )["test"]
     by_class: dict[str, list[Path]] = {}
     for image_id in test_ids:
