@@ -8,7 +8,7 @@ Each class sends about `split.test_fraction` of its images to test, then
 `split.valid_fraction` of the rest to valid; a class with at least 3 images (or groups)
 has at least one in each split.
 
-The dataset photographs each tile about six times, once under each of its lighting setups
+The dataset photographs each tile about six times, once under each of six settings
 (`exp1` to `exp6` in the file names), in a burst of nearby frame numbers (`num_N`). With
 `split.group_frames` above 0, photos of one folder whose frame numbers lie within that
 many of the next one are taken for one tile and kept in one split, so that test figures
