@@ -168,9 +168,7 @@ def _destination(taken: dict[str, int], size: int, targets: dict[str, int]) -> s
 
 
 def _split_sizes(n: int, test_fraction: float, valid_fraction: float) -> tuple[int, int]:
-    """How many of a class's `n` images go to test and to valid."""
-    if n < 3:
-        return 0, 0
+    """How many of a class's `n` images (at least 3) go to test and to valid."""
     n_test = min(max(round(n * test_fraction), 1), n - 2)
     n_valid = min(max(round((n - n_test) * valid_fraction), 1), n - n_test - 1)
     return n_test, n_valid
