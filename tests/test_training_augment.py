@@ -21,6 +21,21 @@ def test_the_mask_moves_with_the_image(seed: int) -> None:
     np.testing.assert_array_equal(dark, moved.astype(bool))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_turned_and_scaled_crop_keeps_its_mask_on_the_defect(seed: int) -> None:
+    image = np.full((128, 128), 180, np.uint8)
+    image[40:70, 30:80] = 20
+    mask = (image < 100).astype(np.uint8)
+    warped, moved = augment(image, mask, np.random.default_rng(seed), 10.0, 1.25)
+    dark = warped < (int(warped.max()) + int(warped.min())) / 2
+    overlap = (dark & moved.astype(bool)).sum() / (dark | moved.astype(bool)).sum()
+    assert set(np.unique(moved)) <= {0, 1} and overlap > 0.95
+    # The defect really moved or changed size: the crop is not the flipped original.
+    assert not any(
+        np.array_equal(moved, m) for m in (mask, mask[::-1], mask[:, ::-1], mask[::-1, ::-1])
+    )
+
+
 @pytest.mark.parametrize("shape", [(100, 150), (1500, 700)])
 def test_defect_crops_hold_the_defect_at_any_tile_size(shape: tuple[int, int]) -> None:
     """Small tiles are padded up to the crop; large ones scaled down to `max_side` first."""

@@ -55,6 +55,8 @@ def train(params: dict[str, Any]) -> None:
         class_balance=hp["class_balance"],
         length=hp["samples_per_epoch"],
         seed=hp["seed"],
+        max_rotation=hp["max_rotation"],
+        max_scale=hp["max_scale"],
     )
     dls = DataLoaders(
         DataLoader(crops, bs=hp["batch_size"], drop_last=True),
