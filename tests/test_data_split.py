@@ -16,8 +16,8 @@ from training.data_split import (
     read_manifest,
     split_dataset,
     stratified_split,
-    tile_groups,
 )
+from training.photos import tile_groups
 
 # The public dataset's class sizes.
 CLASS_SIZES = {"Blowhole": 115, "Break": 85, "Crack": 57, "Fray": 32, "Free": 952, "Uneven": 103}

@@ -53,7 +53,8 @@ def calibrate(params: dict[str, Any]) -> dict:
     candidates = []
     for threshold in sorted(params["calibrate"]["thresholds"]):
         segmenter.threshold = float(threshold)
-        candidates.append((float(threshold), summarise(score_tiles(segmenter, tiles, predictions))))
+        scores = score_tiles(segmenter, tiles, predictions)
+        candidates.append((float(threshold), summarise(scores, params["split"]["group_frames"])))
     threshold, metrics = pixel_threshold(candidates)
     calibration = {
         "threshold": threshold,

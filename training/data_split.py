@@ -8,12 +8,10 @@ Each class sends about `split.test_fraction` of its images to test, then
 `split.valid_fraction` of the rest to valid; a class with at least 3 images (or groups)
 has at least one in each split.
 
-The dataset photographs each tile about six times, once under each of six settings
-(`exp1` to `exp6` in the file names), in a burst of nearby frame numbers (`num_N`). With
-`split.group_frames` above 0, photos of one folder whose frame numbers lie within that
-many of the next one are taken for one tile and kept in one split, so that test figures
-say how the network does on tiles it has never seen, not on other photos of its training
-tiles. At 0 each photo is split on its own.
+With `split.group_frames` above 0, the photos of one tile (training/photos.py: a
+folder's photos whose frame numbers lie within that many of the next one) stay in one
+split, so that test figures say how the network does on tiles it has never seen, not on
+other photos of its training tiles. At 0 each photo is split on its own.
 """
 
 from __future__ import annotations
@@ -22,13 +20,13 @@ import csv
 import json
 import logging
 import random
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
 from training.params import load_params
+from training.photos import tile_groups
 
 MANIFEST_PATH = Path("data/manifest.csv")
 SPLIT_PATH = Path("data/split.json")
@@ -95,24 +93,6 @@ def stratified_split(
     return {name: sorted(ids) for name, ids in split.items()}
 
 
-def tile_groups(images: list[str], group_frames: int) -> list[list[str]]:
-    """The photos of each tile, sorted: runs of frame numbers at most `group_frames` apart.
-    At 0, and for a photo whose name has no frame number, each photo is its own tile."""
-    if group_frames <= 0:
-        return [[image] for image in sorted(images)]
-    frames = {image: _FRAME.search(image) for image in images}
-    groups = [[image] for image, frame in sorted(frames.items()) if frame is None]
-    numbered = sorted((int(frame[1]), image) for image, frame in frames.items() if frame)
-    previous = None
-    for number, image in numbered:
-        if previous is not None and number - previous <= group_frames:
-            groups[-1].append(image)
-        else:
-            groups.append([image])
-        previous = number
-    return [sorted(group) for group in groups]
-
-
 def read_manifest(path: Path) -> dict[str, str]:
     """Image id -> class, from data/manifest.csv written by data_load."""
     rerun = "run data_load first (`dvc repro data_load`)"
@@ -152,9 +132,6 @@ def main() -> None:
         sys.exit(1)
     sizes = ", ".join(f"{len(split[name])} {name}" for name in SPLITS)
     log.info("wrote %s: %s", SPLIT_PATH, sizes)
-
-
-_FRAME = re.compile(r"_num_(\d+)$")
 
 
 def _destination(taken: dict[str, int], size: int, targets: dict[str, int]) -> str:

@@ -45,7 +45,7 @@ def evaluate(params: dict[str, Any]) -> dict:
     metrics = {
         "threshold": segmenter.threshold,
         "decision_threshold": segmenter.decision_threshold,
-        **summarise(scores),
+        **summarise(scores, params["split"]["group_frames"]),
         "roc": recall_at_free_flagged(scores, params["calibrate"]["max_free_flagged"]),
     }
     write_reports(metrics, scores, tiles, predictions, segmenter, params["evaluate"])
