@@ -57,3 +57,38 @@ def test_defect_crops_hold_the_defect_at_any_tile_size(shape: tuple[int, int]) -
         assert crop.shape == (1, 128, 128) and targets.shape == (128, 128)
         # The defect's pixels carry its folder's class (blowhole, 1), the rest background.
         assert set(targets.unique().tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("paste_fraction", [0.0, 1.0])
+def test_defect_free_crops_get_a_pasted_defect_where_their_mask_says(
+    paste_fraction: float,
+) -> None:
+    """A blowhole cut from a defect tile shows up, dark and labelled, on defect-free crops."""
+    rng = np.random.default_rng(0)
+    surface = (150 + rng.normal(0, 3, (256, 256))).clip(0, 255).astype(np.uint8)
+    holed = surface.copy()
+    holed[100:112, 60:70] = 40
+    tiles = [
+        Tile("free", "Free", surface, np.zeros_like(surface)),
+        Tile("hole", "Blowhole", holed, (holed < 100).astype(np.uint8)),
+    ]
+    crops = TrainCrops(
+        tiles,
+        InputPolicy(stride=32, max_side=1024),
+        crop_size=128,
+        defect_crop_fraction=1.0,
+        class_balance=0.0,
+        length=40,
+        seed=1,
+        paste_fraction=paste_fraction,
+    )
+    holding = 0
+    for which in range(len(crops)):
+        image, targets = (array.numpy() for array in crops[which])
+        labelled = targets == 1
+        if labelled.any():
+            holding += 1
+            # The mask covers the dark pixels and nothing else.
+            assert image[0][labelled].max() < image[0][~labelled].min()
+    # Unpasted, about half the crops come from the defect-free tile and hold nothing.
+    assert holding == len(crops) if paste_fraction else holding < 0.75 * len(crops)

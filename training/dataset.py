@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from service.framing import InputPolicy, pad_to_stride, scale_down
+from training.paste import DefectBank
 
 RAW_DIR = Path("data/raw")
 MANIFEST = Path("data/manifest.csv")
@@ -70,6 +71,9 @@ class TrainCrops(Dataset):
     defect tiles, so crops are drawn with class-balanced weights and, for defect tiles,
     mostly around a defect pixel.
 
+    A share (`paste_fraction`) of the defect-free tiles' crops get a defect of another
+    tile pasted in (training/paste.py).
+
     Tiles are first padded to the network stride exactly as the service pads a photo
     (and on to the crop size, the same way).
     A network that never saw that padding in training took a tile's bottom edge followed
@@ -88,9 +92,11 @@ class TrainCrops(Dataset):
         seed: int,
         max_rotation: float = 0.0,
         max_scale: float = 1.0,
+        paste_fraction: float = 0.0,
     ) -> None:
         self.tiles = tiles
         self.max_rotation, self.max_scale = max_rotation, max_scale
+        self.paste_fraction = paste_fraction
         self.crop_size = crop_size
         self.defect_crop_fraction = defect_crop_fraction
         self.length = length
@@ -102,7 +108,16 @@ class TrainCrops(Dataset):
         self.targets = [_at_least(t.targets(as_served(t.mask, policy)), crop_size) for t in tiles]
         # Padding is at the bottom and right, so the scaled mask's coordinates hold; its
         # mirrored copies in the padding are not defects to centre a crop on.
-        self.defect_pixels = [np.argwhere(scale_down(t.mask, policy)) for t in tiles]
+        masks = [scale_down(t.mask, policy) for t in tiles]
+        self.defect_pixels = [np.argwhere(mask) for mask in masks]
+        defective = [i for i, t in enumerate(tiles) if t.class_index]
+        # Half a crop at most, so that a pasted defect leaves most of the crop as it was.
+        self.defects = DefectBank(
+            [self.images[i] for i in defective],
+            [self.targets[i] for i in defective],
+            [masks[i] for i in defective],
+            max_side=crop_size // 2,
+        )
 
     def __len__(self) -> int:
         return self.length
@@ -110,8 +125,17 @@ class TrainCrops(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         which = self.rng.choice(len(self.tiles), p=self.weights)
         image, targets = self._crop(which)
+        if self._pastes_into(which):
+            image, targets = self.defects.paste(image, targets, self.rng)
         image, targets = augment(image, targets, self.rng, self.max_rotation, self.max_scale)
         return torch.from_numpy(image[None].copy()), torch.from_numpy(targets.astype(np.int64))
+
+    def _pastes_into(self, which: int) -> bool:
+        """Whether a defect is pasted into this crop: a share of the defect-free tiles'
+        crops, drawing no random number when that share is 0."""
+        if not self.paste_fraction or self.tiles[which].class_index or not len(self.defects):
+            return False
+        return bool(self.rng.random() < self.paste_fraction)
 
     def _crop(self, which: int) -> tuple[np.ndarray, np.ndarray]:
         size = self.crop_size

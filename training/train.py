@@ -57,6 +57,7 @@ def train(params: dict[str, Any]) -> None:
         seed=hp["seed"],
         max_rotation=hp["max_rotation"],
         max_scale=hp["max_scale"],
+        paste_fraction=hp["paste_fraction"],
     )
     dls = DataLoaders(
         DataLoader(crops, bs=hp["batch_size"], drop_last=True),
