@@ -71,8 +71,8 @@ class TrainCrops(Dataset):
     defect tiles, so crops are drawn with class-balanced weights and, for defect tiles,
     mostly around a defect pixel.
 
-    A share (`paste_fraction`) of the defect-free tiles' crops get a defect of another
-    tile pasted in (training/paste.py).
+    A share (`paste_fraction`) of the crops of defect-free tiles, or of defect tiles
+    (`paste_into`), get a defect of another tile pasted in (training/paste.py).
 
     Tiles are first padded to the network stride exactly as the service pads a photo
     (and on to the crop size, the same way).
@@ -93,10 +93,12 @@ class TrainCrops(Dataset):
         max_rotation: float = 0.0,
         max_scale: float = 1.0,
         paste_fraction: float = 0.0,
+        paste_into: str = "free",
     ) -> None:
         self.tiles = tiles
         self.max_rotation, self.max_scale = max_rotation, max_scale
         self.paste_fraction = paste_fraction
+        self.paste_into_defect_tiles = paste_into == "defect"
         self.crop_size = crop_size
         self.defect_crop_fraction = defect_crop_fraction
         self.length = length
@@ -131,9 +133,10 @@ class TrainCrops(Dataset):
         return torch.from_numpy(image[None].copy()), torch.from_numpy(targets.astype(np.int64))
 
     def _pastes_into(self, which: int) -> bool:
-        """Whether a defect is pasted into this crop: a share of the defect-free tiles'
-        crops, drawing no random number when that share is 0."""
-        if not self.paste_fraction or self.tiles[which].class_index or not len(self.defects):
+        """Whether a defect is pasted into this crop: a share of the crops of the tiles
+        `paste_into` names, drawing no random number when that share is 0."""
+        chosen = bool(self.tiles[which].class_index) == self.paste_into_defect_tiles
+        if not self.paste_fraction or not chosen or not len(self.defects):
             return False
         return bool(self.rng.random() < self.paste_fraction)
 

@@ -58,6 +58,7 @@ def train(params: dict[str, Any]) -> None:
         max_rotation=hp["max_rotation"],
         max_scale=hp["max_scale"],
         paste_fraction=hp["paste_fraction"],
+        paste_into=hp["paste_into"],
     )
     dls = DataLoaders(
         DataLoader(crops, bs=hp["batch_size"], drop_last=True),
