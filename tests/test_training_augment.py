@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -92,3 +93,36 @@ def test_defect_free_crops_get_a_pasted_defect_where_their_mask_says(
             assert image[0][labelled].max() < image[0][~labelled].min()
     # Unpasted, about half the crops come from the defect-free tile and hold nothing.
     assert holding == len(crops) if paste_fraction else holding < 0.75 * len(crops)
+
+
+def test_pasting_into_defect_tiles_leaves_defect_free_crops_clean() -> None:
+    """With `paste_into="defect"` the pasted blowholes land beside the defect tile's own,
+    and the defect-free tile's crops show no defect."""
+    rng = np.random.default_rng(0)
+    surface = (150 + rng.normal(0, 3, (256, 256))).clip(0, 255).astype(np.uint8)
+    holed = surface.copy()
+    holed[100:112, 60:70] = 40
+    tiles = [
+        Tile("free", "Free", surface, np.zeros_like(surface)),
+        Tile("hole", "Blowhole", holed, (holed < 100).astype(np.uint8)),
+    ]
+    crops = TrainCrops(
+        tiles,
+        InputPolicy(stride=32, max_side=1024),
+        crop_size=128,
+        defect_crop_fraction=1.0,
+        class_balance=0.0,
+        length=40,
+        seed=1,
+        paste_fraction=1.0,
+        paste_into="defect",
+    )
+    regions = []
+    for which in range(len(crops)):
+        _, targets = (array.numpy() for array in crops[which])
+        count, _ = cv2.connectedComponents((targets == 1).astype(np.uint8))
+        regions.append(count - 1)
+    # About half the crops are the defect-free tile's, clean; the others hold their own
+    # blowhole and, unless the two overlap, the pasted one.
+    assert 0.25 * len(crops) < regions.count(0) < 0.75 * len(crops)
+    assert max(regions) == 2
