@@ -65,24 +65,7 @@ def test_defect_free_crops_get_a_pasted_defect_where_their_mask_says(
     paste_fraction: float,
 ) -> None:
     """A blowhole cut from a defect tile shows up, dark and labelled, on defect-free crops."""
-    rng = np.random.default_rng(0)
-    surface = (150 + rng.normal(0, 3, (256, 256))).clip(0, 255).astype(np.uint8)
-    holed = surface.copy()
-    holed[100:112, 60:70] = 40
-    tiles = [
-        Tile("free", "Free", surface, np.zeros_like(surface)),
-        Tile("hole", "Blowhole", holed, (holed < 100).astype(np.uint8)),
-    ]
-    crops = TrainCrops(
-        tiles,
-        InputPolicy(stride=32, max_side=1024),
-        crop_size=128,
-        defect_crop_fraction=1.0,
-        class_balance=0.0,
-        length=40,
-        seed=1,
-        paste_fraction=paste_fraction,
-    )
+    crops = _crops_of_a_clean_and_a_holed_tile(paste_fraction, paste_into="free")
     holding = 0
     for which in range(len(crops)):
         image, targets = (array.numpy() for array in crops[which])
@@ -98,25 +81,7 @@ def test_defect_free_crops_get_a_pasted_defect_where_their_mask_says(
 def test_pasting_into_defect_tiles_leaves_defect_free_crops_clean() -> None:
     """With `paste_into="defect"` the pasted blowholes land beside the defect tile's own,
     and the defect-free tile's crops show no defect."""
-    rng = np.random.default_rng(0)
-    surface = (150 + rng.normal(0, 3, (256, 256))).clip(0, 255).astype(np.uint8)
-    holed = surface.copy()
-    holed[100:112, 60:70] = 40
-    tiles = [
-        Tile("free", "Free", surface, np.zeros_like(surface)),
-        Tile("hole", "Blowhole", holed, (holed < 100).astype(np.uint8)),
-    ]
-    crops = TrainCrops(
-        tiles,
-        InputPolicy(stride=32, max_side=1024),
-        crop_size=128,
-        defect_crop_fraction=1.0,
-        class_balance=0.0,
-        length=40,
-        seed=1,
-        paste_fraction=1.0,
-        paste_into="defect",
-    )
+    crops = _crops_of_a_clean_and_a_holed_tile(1.0, paste_into="defect")
     regions = []
     for which in range(len(crops)):
         _, targets = (array.numpy() for array in crops[which])
@@ -126,3 +91,27 @@ def test_pasting_into_defect_tiles_leaves_defect_free_crops_clean() -> None:
     # blowhole and, unless the two overlap, the pasted one.
     assert 0.25 * len(crops) < regions.count(0) < 0.75 * len(crops)
     assert max(regions) == 2
+
+
+def _crops_of_a_clean_and_a_holed_tile(paste_fraction: float, paste_into: str) -> TrainCrops:
+    """Crops of two tiles drawn equally: a plain surface, and the same with a dark
+    12 x 10 blowhole; crops of the holed tile are centred on it."""
+    rng = np.random.default_rng(0)
+    surface = (150 + rng.normal(0, 3, (256, 256))).clip(0, 255).astype(np.uint8)
+    holed = surface.copy()
+    holed[100:112, 60:70] = 40
+    tiles = [
+        Tile("free", "Free", surface, np.zeros_like(surface)),
+        Tile("hole", "Blowhole", holed, (holed < 100).astype(np.uint8)),
+    ]
+    return TrainCrops(
+        tiles,
+        InputPolicy(stride=32, max_side=1024),
+        crop_size=128,
+        defect_crop_fraction=1.0,
+        class_balance=0.0,
+        length=40,
+        seed=1,
+        paste_fraction=paste_fraction,
+        paste_into=paste_into,
+    )
