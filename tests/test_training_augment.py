@@ -93,6 +93,11 @@ def test_pasting_into_defect_tiles_leaves_defect_free_crops_clean() -> None:
     assert max(regions) == 2
 
 
+def test_an_unknown_paste_target_is_refused_with_the_setting_named() -> None:
+    with pytest.raises(ValueError, match=r"train\.paste_into 'defects'.*use defect or free"):
+        _crops_of_a_clean_and_a_holed_tile(1.0, paste_into="defects")
+
+
 def _crops_of_a_clean_and_a_holed_tile(paste_fraction: float, paste_into: str) -> TrainCrops:
     """Crops of two tiles drawn equally: a plain surface, and the same with a dark
     12 x 10 blowhole; crops of the holed tile are centred on it."""

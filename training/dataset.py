@@ -97,6 +97,10 @@ class TrainCrops(Dataset):
     ) -> None:
         self.tiles = tiles
         self.max_rotation, self.max_scale = max_rotation, max_scale
+        if paste_into not in ("defect", "free"):
+            raise ValueError(
+                f"Unknown train.paste_into {paste_into!r} in params.yaml; use defect or free."
+            )
         self.paste_fraction = paste_fraction
         self.paste_into_defect_tiles = paste_into == "defect"
         self.crop_size = crop_size
